@@ -1,0 +1,35 @@
+"""Domain errors. Only ``cli.py`` turns them into click exceptions."""
+
+from __future__ import annotations
+
+
+class GumbelseqError(Exception):
+    """Base class: a user-facing problem with a one-line message."""
+
+
+class UnknownGrammarError(GumbelseqError):
+    pass
+
+
+class GrammarSyntaxError(GumbelseqError):
+    pass
+
+
+class UnsupportedGrammarError(GumbelseqError):
+    """The grammar parses, but the sampler or counter cannot handle part of it."""
+
+
+class InputFileError(GumbelseqError):
+    """A file the user gave us cannot be read as asked (missing, a directory, not UTF-8...)."""
+
+
+class UnknownBackendError(GumbelseqError):
+    pass
+
+
+class OptionError(GumbelseqError):
+    """A ``-o key=value`` backend option is unknown or has a bad value."""
+
+
+class RunError(GumbelseqError):
+    """A run directory is missing, incomplete or inconsistent."""

@@ -1,0 +1,1 @@
+"""Built-in Lark grammars, shipped inside the wheel. Top-level ``grammars/`` links here."""

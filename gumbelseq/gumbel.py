@@ -1,0 +1,112 @@
+"""Numerically safe Gumbel machinery: noise, Gumbel-max and the Gumbel-softmax relaxation.
+
+Why not ``torch.nn.functional.gumbel_softmax``: it is documented as legacy, draws its noise
+from the global RNG (so it cannot be replayed from a run's ``torch.Generator``), cannot take
+precomputed noise, and divides by ``tau`` before removing the row maximum, so tiny
+temperatures or huge logits overflow to ``inf``/``NaN``.
+
+Facts used throughout:
+
+* Gumbel-max: ``argmax_k(logits_k + g_k)`` with ``g ~ Gumbel(0, 1)`` is a draw from
+  ``softmax(logits)``.
+* Gumbel-softmax: ``softmax((logits + g) / tau)`` relaxes that argmax; ``tau -> 0`` gives the
+  one-hot of the Gumbel-max draw, ``tau -> inf`` the uniform vector. Its argmax never depends
+  on ``tau``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+__all__ = ["gumbel_noise", "gumbel_softmax", "gumbel_max", "straight_through", "check_tau"]
+
+# U must avoid 0 (log 0 = -inf) and 1 (log 1 = 0, then -log 0 = inf). torch.rand in float32
+# never returns 1.0 but may return 0.0; clamp both ends anyway so any backend is safe.
+# With these bounds g lies in about [-4.48, 16.6]: finite even after a cast to float16.
+_U_MIN = torch.finfo(torch.float32).tiny
+_U_MAX = 1.0 - torch.finfo(torch.float32).eps / 2  # the largest float32 below 1
+
+
+def gumbel_noise(
+    shape: Sequence[int] | torch.Size,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard Gumbel noise ``-log(-log U)``, always finite.
+
+    Computed in float32 (float16 would round U to 0 or 1 far too often) and cast to ``dtype``
+    at the end. ``device`` defaults to the generator's device.
+    """
+    if device is None and generator is not None:
+        device = generator.device
+    u = torch.rand(tuple(shape), generator=generator, device=device, dtype=torch.float32)
+    # In place: this is on the hot path of every training step and every sampling chunk.
+    g = u.clamp_(_U_MIN, _U_MAX).log_().neg_().log_().neg_()
+    return g if dtype == torch.float32 else g.to(dtype)
+
+
+def check_tau(tau: float) -> float:
+    """Return ``tau`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
+    try:
+        value = float(tau)
+    except (TypeError, ValueError):
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}") from None
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+    return value
+
+
+def straight_through(soft: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Forward: exactly the one-hot of ``index`` (last dim). Backward: the gradient of ``soft``.
+
+    ``soft - soft.detach()`` is exactly 0 for finite values, so the forward value is the one-hot
+    bit for bit (unlike the usual ``hard - soft.detach() + soft``, which can round 1 to 1-ulp).
+    """
+    hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)
+    return hard + (soft - soft.detach())
+
+
+def gumbel_softmax(
+    logits: torch.Tensor,
+    tau: float,
+    *,
+    hard: bool = False,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Relaxed one-hot sample ``softmax((logits + g) / tau)`` over the last dimension.
+
+    * Computed in float32 and returned in ``logits.dtype``; rows are finite and on the simplex
+      for any finite logits (tested up to ``|x| = 1e30``) and any ``tau`` down to ``1e-8``.
+      ``-inf`` logits (masked categories) get probability 0.
+    * ``hard=True`` is straight-through: the forward value is exactly the one-hot of
+      ``argmax(logits + g)`` (the Gumbel-max draw), the gradient is that of the soft sample.
+    * ``noise`` supplies precomputed Gumbel noise (same shape as ``logits``); otherwise it is
+      drawn from ``generator``.
+    * ``tau <= 0`` or a non-finite ``tau`` raises ``ValueError``.
+    """
+    tau = check_tau(tau)
+    x = logits.float()
+    if noise is None:
+        noise = gumbel_noise(x.shape, generator=generator, device=x.device)
+    scores = x + noise.float()
+    # Remove the row max BEFORE dividing by tau: then every entry is <= 0, the max entry is
+    # exactly 0, and the division can only underflow to -inf (exp -> 0), never overflow to
+    # +inf. The max is detached: softmax is shift-invariant, so the gradient is unchanged.
+    shifted = scores - scores.amax(dim=-1, keepdim=True).detach()
+    soft = torch.softmax(shifted / tau, dim=-1)
+    if hard:
+        # argmax of the shifted scores, not of `soft`: `soft` can tie at 1.0 after underflow.
+        soft = straight_through(soft, shifted.argmax(dim=-1))
+    return soft.to(logits.dtype)
+
+
+def gumbel_max(logits: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One categorical draw from ``softmax(logits)`` per row: ``argmax(logits + g)`` (LongTensor)."""
+    x = logits.detach().float()
+    return (x + gumbel_noise(x.shape, generator=generator, device=x.device)).argmax(dim=-1)

@@ -1,0 +1,228 @@
+"""Exact counting of a grammar's language by length, and the two ways to draw from it.
+
+``Language(grammar, max_len)`` tabulates, for every nonterminal and every length n <= max_len,
+the number of derivations that produce a string of exactly n characters (Python integers, so
+nothing overflows). Terminals are counted through their regular expressions (``regex.py``), so
+multi-character and regex terminals count the same way single characters do.
+
+From these tables come:
+
+* ``count(n)`` / ``count_upto(L)``: the size of the language by length. For an unambiguous
+  grammar (every LALR(1) grammar is one) a derivation is a string, so these are exact string
+  counts; for an ambiguous grammar (one that fell back to Earley) they count derivations and
+  over-count strings. ``Language.exact`` says which.
+* ``sample_uniform``: the recursive method (Flajolet, Zimmermann & Van Cutsem 1994): choose a
+  length with weight count(n), then each rule and each split of the length by the number of
+  derivations below it. Every derivation of length <= L is equally likely, with no rejection.
+* ``sample_pcfg``: a random derivation where each alternative of a rule is equally likely
+  among those that can still fit in the remaining length budget (lengths of later symbols are
+  reserved from their minimum lengths), so the bound holds without rejection.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from .errors import UnsupportedGrammarError
+from .grammar import Grammar
+from .regex import RegexLanguage
+
+MODES = ("uniform", "pcfg")
+
+
+@dataclass(frozen=True)
+class _Rule:
+    origin: str
+    symbols: tuple[str, ...]
+
+
+class Language:
+    """Length-indexed derivation counts of ``grammar`` up to ``max_len`` characters."""
+
+    def __init__(self, grammar: Grammar, max_len: int) -> None:
+        if max_len < 0:
+            raise ValueError("max_len must be >= 0")
+        self.grammar = grammar
+        self.max_len = max_len
+        self.exact = grammar.algorithm == "lalr"
+        self._terminals: dict[str, RegexLanguage] = {}
+        for term in grammar.terminals:
+            try:
+                self._terminals[term.name] = RegexLanguage(
+                    term.pattern.to_regexp(), term.pattern.flags, max_len=max_len
+                )
+            except UnsupportedGrammarError as e:
+                raise UnsupportedGrammarError(
+                    f"{grammar.path}: terminal {term.name} ({term.pattern.raw or term.pattern.value}): {e}"
+                ) from None
+        self._rules: dict[str, list[_Rule]] = {}
+        for rule in grammar.rules:
+            r = _Rule(rule.origin.name, tuple(s.name for s in rule.expansion))
+            self._rules.setdefault(r.origin, []).append(r)
+        for rules in self._rules.values():
+            for r in rules:
+                for s in r.symbols:
+                    if s not in self._terminals and s not in self._rules:
+                        raise UnsupportedGrammarError(
+                            f"{grammar.path}: symbol {s} has no definition the sampler can use"
+                            " (a %declare'd terminal?)"
+                        )
+        self._tabulate()
+
+    # -- counting ---------------------------------------------------------------------------
+
+    def _sym(self, name: str) -> list[int]:
+        t = self._terminals.get(name)
+        return t.counts if t is not None else self._nt[name]
+
+    def _tabulate(self) -> None:
+        L = self.max_len
+        self._nt: dict[str, list[int]] = {a: [0] * (L + 1) for a in self._rules}
+        # _suffix[rule][i][n]: derivations of rule.symbols[i:] producing exactly n characters.
+        self._suffix: dict[_Rule, list[list[int]]] = {}
+        for rules in self._rules.values():
+            for r in rules:
+                tabs = [[0] * (L + 1) for _ in range(len(r.symbols) + 1)]
+                tabs[-1][0] = 1
+                self._suffix[r] = tabs
+        all_rules = list(self._suffix)
+        limit = len(self._rules) + 2
+        for n in range(L + 1):
+            # At a fixed length, a nonterminal can depend on another at the same length only
+            # through symbols that derive the empty string; iterate those to a fixed point.
+            # Without a cycle of such dependencies, |nonterminals| + 1 rounds settle it.
+            for _ in range(limit + 1):
+                for r in all_rules:
+                    tabs = self._suffix[r]
+                    for i in range(len(r.symbols) - 1, -1, -1):
+                        c = self._sym(r.symbols[i])
+                        nxt = tabs[i + 1]
+                        tabs[i][n] = sum(c[m] * nxt[n - m] for m in range(n + 1) if c[m])
+                changed = False
+                for a, rules in self._rules.items():
+                    v = sum(self._suffix[r][0][n] for r in rules)
+                    if v != self._nt[a][n]:
+                        self._nt[a][n] = v
+                        changed = True
+                if not changed:
+                    break
+            else:
+                growing = sorted(a for a in self._rules if self._nt[a][n])
+                raise UnsupportedGrammarError(
+                    f"{self.grammar.path}: infinitely many derivations of length {n} "
+                    f"(a cycle of rules that consume no input, through {', '.join(growing[:5])})"
+                )
+        start = self.grammar.start
+        if start not in self._nt:
+            raise UnsupportedGrammarError(f"{self.grammar.path}: no rule named {start!r}")
+        self.counts: list[int] = list(self._nt[start])
+        self._min_len = {a: next((n for n, c in enumerate(t) if c), None) for a, t in self._nt.items()}
+        for name, t in self._terminals.items():
+            self._min_len[name] = next((n for n, c in enumerate(t.counts) if c), None)
+        # Per rule, the minimum length of each suffix of its symbols (huge if underivable).
+        unreachable = self.max_len + 1
+        self._reserve: dict[_Rule, tuple[int, ...]] = {}
+        for r in self._suffix:
+            acc, res = 0, [0]
+            for s in reversed(r.symbols):
+                m = self._min_len[s]
+                acc += unreachable if m is None else m
+                res.append(acc)
+            self._reserve[r] = tuple(reversed(res))
+
+    def count(self, n: int) -> int:
+        """Number of strings (derivations, for an ambiguous grammar) of exactly ``n`` characters."""
+        return self.counts[n] if 0 <= n <= self.max_len else 0
+
+    def count_upto(self, max_len: int | None = None) -> int:
+        """Number of strings (derivations) of length <= ``max_len`` (default: the table's bound)."""
+        top = self.max_len if max_len is None else min(max_len, self.max_len)
+        return sum(self.counts[: top + 1])
+
+    # -- uniform sampling ------------------------------------------------------------------
+
+    def sample_uniform(self, rng: random.Random, min_len: int = 0) -> str:
+        """One string, uniform over all derivations of length ``min_len``..``max_len``."""
+        weights = self.counts[min_len:]
+        if not any(weights):
+            raise UnsupportedGrammarError(
+                f"{self.grammar.path}: no string of length {min_len}..{self.max_len} in this language"
+            )
+        n = min_len + _choose(rng, weights)
+        return self._expand(self.grammar.start, n, rng)
+
+    def _expand(self, symbol: str, n: int, rng: random.Random) -> str:
+        # An explicit stack: left-recursive grammars make derivations as deep as they are long.
+        out: list[str] = []
+        stack: list[tuple[str, int]] = [(symbol, n)]
+        while stack:
+            sym, length = stack.pop()
+            term = self._terminals.get(sym)
+            if term is not None:
+                out.append(term.sample(length, rng))
+                continue
+            rules = self._rules[sym]
+            r = rules[_choose(rng, [self._suffix[x][0][length] for x in rules])]
+            tabs = self._suffix[r]
+            parts: list[tuple[str, int]] = []
+            rest = length
+            for i, s in enumerate(r.symbols):
+                c = self._sym(s)
+                nxt = tabs[i + 1]
+                m = _choose(rng, [c[m] * nxt[rest - m] for m in range(rest + 1)])
+                parts.append((s, m))
+                rest -= m
+            stack.extend(reversed(parts))
+        return "".join(out)
+
+    # -- pcfg sampling -----------------------------------------------------------------------
+
+    def sample_pcfg(self, rng: random.Random) -> str:
+        """One random derivation with equally likely alternatives, bounded by ``max_len``."""
+        start = self.grammar.start
+        if self._min_len.get(start) is None:
+            raise UnsupportedGrammarError(
+                f"{self.grammar.path}: no string of length <= {self.max_len} in this language"
+            )
+        # Depth guard: past it, finish the subtree with the exact sampler, which always ends.
+        # Only grammars whose rules can recurse without consuming input ever get there.
+        max_depth = 4 * (self.max_len + 1) * (len(self._rules) + 1)
+        out: list[str] = []
+        used = 0
+        # Frame: [symbols, next index, chars used when it began, its budget, reserve, depth],
+        # where reserve[i] is the minimum length of symbols[i:], kept back for later siblings.
+        frames: list[list] = [[(start,), 0, 0, self.max_len, (self._min_len[start], 0), 0]]
+        while frames:
+            f = frames[-1]
+            symbols, i, began, budget, reserve, depth = f
+            if i == len(symbols):
+                frames.pop()
+                continue
+            f[1] = i + 1
+            sym = symbols[i]
+            room = budget - (used - began) - reserve[i + 1]
+            term = self._terminals.get(sym)
+            if term is not None:
+                piece = term.sample(_choose(rng, term.counts[: room + 1]), rng)
+            elif depth > max_depth:
+                piece = self._expand(sym, _choose(rng, self._nt[sym][: room + 1]), rng)
+            else:
+                fits = [r for r in self._rules[sym] if self._reserve[r][0] <= room]
+                r = fits[rng.randrange(len(fits))]
+                frames.append([r.symbols, 0, used, room, self._reserve[r], depth + 1])
+                continue
+            out.append(piece)
+            used += len(piece)
+        return "".join(out)
+
+
+def _choose(rng: random.Random, weights: list[int]) -> int:
+    """Index i with probability weights[i] / sum(weights), exactly, for big integers."""
+    total = sum(weights)
+    x = rng.randrange(total)
+    for i, w in enumerate(weights):
+        if x < w:
+            return i
+        x -= w
+    raise AssertionError("unreachable: x < total")

@@ -1,0 +1,579 @@
+"""Exact counting and uniform sampling of the strings a regular expression matches, by length.
+
+The grammar counter treats every Lark terminal as a small language of its own: it
+needs ``count(n)``, the number of strings of length exactly ``n`` the terminal
+matches, and a way to draw one of them uniformly.  For ``PatternStr`` terminals
+that is trivial; :class:`RegexLanguage` does it for ``PatternRE`` terminals.
+
+How it works
+------------
+The pattern is parsed with Python's own regex parser (``re._parser``, or
+``sre_parse`` before 3.11), so we accept exactly the syntax ``re`` accepts.  The
+parse tree is compiled once into nodes that each hold a count table
+``counts[n]`` for ``n = 0..max_len`` (Python ints, so counts are exact however
+large).  Sequences convolve their children's tables, alternations add them, and
+repeats are built with a linear recurrence rather than powers, so building is
+about ``O(max_len**2)`` for ordinary patterns.  Sampling walks the tree top-down,
+at every node choosing how the remaining length is split by weight using only
+``rng.randrange`` on exact integers, so it is exactly uniform.
+
+What is counted
+---------------
+Counts are over *derivations* of the parse tree: ``a|a`` would count ``"a"``
+twice and ``a*a*`` counts ``"aa"`` three times.  For an unambiguous regex (the
+common case: ``-?(0|[1-9][0-9]*)``, ``"[a-z]*"``, ``(ab|c)+``...) a derivation
+*is* a string, so counts are exact string counts and sampling is uniform over
+strings.  Two sources of spurious ambiguity are removed on purpose:
+
+* character classes are sets: ``[aa-c]`` is 3 characters, and so is
+  ``a|b|c`` (``re`` itself merges single-character branches into a class);
+* a repeat whose body can match the empty string, e.g. ``(a|)*`` or
+  ``(a?){2}``, is counted as a repeat of the body's *non-empty* strings (with
+  the lower bound dropped).  That denotes the same set of strings but does not
+  count the countless ways of inserting empty iterations.
+
+Unbounded quantifiers (``*``, ``+``, ``{m,}``) are cut at ``max_len``, which
+loses nothing because only lengths ``<= max_len`` are counted.  Greedy and lazy
+quantifiers denote the same language and are treated alike.
+
+Characters
+----------
+* Literals, escapes, classes with ranges and negation, ``.``.
+* ``\\d``, ``\\w``, ``\\s`` are taken in their ASCII sense (``[0-9]``,
+  ``[A-Za-z0-9_]``, ``[ \\t\\n\\r\\f\\v]``), as if ``re.ASCII`` were set; every
+  string we produce still matches under Python's Unicode rules.
+* Anything that needs a complement (``.``, ``[^...]``, ``\\D``, ``\\W``,
+  ``\\S``) is taken within :data:`UNIVERSE`: printable ASCII ``0x20..0x7E``
+  (newline excluded, also under the ``s``/DOTALL flag).  So ``[^a-y]`` has 70
+  characters.
+* Flag ``i`` (also ``(?i)`` / ``(?i:...)``) follows ``re``'s own
+  case-insensitive rule: a character matches when its simple lowercase mapping
+  is one of the class's (plus ``re``'s extra equivalences, e.g. ``s``/``ſ``,
+  ``k``/Kelvin sign ``K``), so ``(?i)k`` counts 3 one-character strings.  Flags
+  ``m``, ``s``, ``x``, ``u`` and ``a`` are accepted too (``m`` only affects
+  anchors, which are rejected anyway); ``l`` (LOCALE) is not.
+
+Not supported (raise :class:`~gumbelseq.errors.UnsupportedGrammarError` with a
+one-line message naming the construct): anchors (``^ $ \\A \\Z``), word
+boundaries (``\\b \\B``), backreferences, lookahead/lookbehind, conditional
+groups, atomic groups and possessive quantifiers (the last two can make ``re``
+reject strings a plain derivation would allow).  A pattern ``re`` cannot parse
+raises :class:`~gumbelseq.errors.GrammarSyntaxError`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import re
+from typing import Iterable, Iterator, Sequence
+
+import _sre  # re's C core: the exact case-folding functions re itself uses
+
+try:  # Python >= 3.11
+    import re._compiler as _sre_compile
+    import re._constants as _sre_constants
+    import re._parser as _sre_parse
+except ImportError:  # pragma: no cover - older Pythons
+    import sre_compile as _sre_compile  # type: ignore[no-redef]
+    import sre_constants as _sre_constants  # type: ignore[no-redef]
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+
+from gumbelseq.errors import GrammarSyntaxError, UnsupportedGrammarError
+
+__all__ = ["RegexLanguage", "UNIVERSE"]
+
+#: Code-point interval ``(lo, hi)`` (inclusive) that complements are taken in.
+UNIVERSE: tuple[int, int] = (0x20, 0x7E)
+
+_MAXREPEAT = int(_sre_constants.MAXREPEAT)
+
+# Extra case equivalences re applies under IGNORECASE (e.g. 's' ~ 'ſ').  The name
+# moved between versions; an empty dict only loses those few exotic pairs.
+_EXTRA_CASES: dict[int, tuple[int, ...]] = (
+    getattr(_sre_compile, "_EXTRA_CASES", None)
+    or getattr(_sre_compile, "_ignorecase_fixes", None)
+    or {}
+)
+
+_FLAG_LETTERS: dict[str, int] = {
+    "i": re.IGNORECASE,
+    "m": re.MULTILINE,
+    "s": re.DOTALL,
+    "x": re.VERBOSE,
+    "u": re.UNICODE,
+    "a": re.ASCII,
+}
+_SUPPORTED_FLAG_BITS = 0
+for _bit in _FLAG_LETTERS.values():
+    _SUPPORTED_FLAG_BITS |= int(_bit)
+
+Intervals = list[tuple[int, int]]
+
+# ASCII readings of the \d \w \s categories (see module docstring for why ASCII).
+_DIGIT: Intervals = [(0x30, 0x39)]
+_WORD: Intervals = [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
+_SPACE: Intervals = [(0x09, 0x0D), (0x20, 0x20)]
+
+_ANCHORS: dict[str, str] = {
+    "AT_BEGINNING": "anchor '^'",
+    "AT_BEGINNING_LINE": "anchor '^'",
+    "AT_BEGINNING_STRING": "anchor '\\A'",
+    "AT_END": "anchor '$'",
+    "AT_END_LINE": "anchor '$'",
+    "AT_END_STRING": "anchor '\\Z'",
+    "AT_BOUNDARY": "word boundary '\\b'",
+    "AT_NON_BOUNDARY": "non-boundary '\\B'",
+}
+
+
+# ----------------------------------------------------------------------------
+# character sets as sorted, disjoint, inclusive code-point intervals
+# ----------------------------------------------------------------------------
+
+
+def _normalize(intervals: Iterable[tuple[int, int]]) -> Intervals:
+    """Sort and merge intervals, so a set never counts a character twice."""
+    out: Intervals = []
+    for lo, hi in sorted(intervals):
+        if out and lo <= out[-1][1] + 1:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _from_codes(codes: Iterable[int]) -> Intervals:
+    return _normalize((c, c) for c in codes)
+
+
+def _subtract(a: Intervals, b: Intervals) -> Intervals:
+    """``a - b`` for normalized interval lists."""
+    out: Intervals = []
+    for lo, hi in a:
+        cur = lo
+        for blo, bhi in b:
+            if bhi < cur or blo > hi:
+                continue
+            if blo > cur:
+                out.append((cur, blo - 1))
+            cur = max(cur, bhi + 1)
+            if cur > hi:
+                break
+        if cur <= hi:
+            out.append((cur, hi))
+    return out
+
+
+_INVERSE_LOWER: dict[bool, dict[int, tuple[int, ...]]] = {}
+
+
+def _inverse_lower(ascii_only: bool) -> dict[int, tuple[int, ...]]:
+    """Map ``l`` to every other code point whose simple lowercase is ``l``.
+
+    Built lazily, once per process (a scan of all code points, ~70 ms), because
+    characters such as 'İ' -> 'i' or Kelvin sign -> 'k' cannot be found by
+    upper-casing the lowercase letter.
+    """
+    table = _INVERSE_LOWER.get(ascii_only)
+    if table is None:
+        acc: dict[int, list[int]] = {}
+        if ascii_only:
+            for c in range(0x41, 0x5B):
+                acc.setdefault(c + 0x20, []).append(c)
+        else:
+            tolower = _sre.unicode_tolower
+            for c in range(0x110000):
+                low = tolower(c)
+                if low != c:
+                    acc.setdefault(low, []).append(c)
+        table = {k: tuple(v) for k, v in acc.items()}
+        _INVERSE_LOWER[ascii_only] = table
+    return table
+
+
+def _case_closure(intervals: Intervals, flags: int) -> Intervals:
+    """Every character that matches one of ``intervals`` under re's IGNORECASE rule.
+
+    re lowercases the subject character and looks it up among the lowercased
+    class members (plus its extra equivalences); we invert that exactly.
+    """
+    ascii_only = bool(flags & re.ASCII)
+    tolower = _sre.ascii_tolower if ascii_only else _sre.unicode_tolower
+    fixes = {} if ascii_only else _EXTRA_CASES
+    lowered: set[int] = set()
+    for lo, hi in intervals:
+        for c in range(lo, hi + 1):
+            low = tolower(c)
+            lowered.add(low)
+            lowered.update(fixes.get(low, ()))
+    inverse = _inverse_lower(ascii_only)
+    result: set[int] = set()
+    for low in lowered:
+        if tolower(low) == low:
+            result.add(low)
+        result.update(inverse.get(low, ()))
+    return _from_codes(result)
+
+
+# ----------------------------------------------------------------------------
+# count-table nodes
+# ----------------------------------------------------------------------------
+
+
+def _conv(a: Sequence[int], b: Sequence[int], max_len: int) -> list[int]:
+    """Truncated convolution; skips zeros since most tables are very sparse."""
+    out = [0] * (max_len + 1)
+    b_nz = [(j, y) for j, y in enumerate(b) if y]
+    for i, x in enumerate(a):
+        if not x:
+            continue
+        for j, y in b_nz:
+            k = i + j
+            if k > max_len:
+                break
+            out[k] += x * y
+    return out
+
+
+def _support(counts: Sequence[int]) -> list[int]:
+    return [n for n, c in enumerate(counts) if c]
+
+
+def _pick(rng: random.Random, total: int, weighted: Iterator[tuple[int, int]]) -> int:
+    """Choose a value with probability weight/total (weights must sum to total)."""
+    r = rng.randrange(total)
+    for value, weight in weighted:
+        if r < weight:
+            return value
+        r -= weight
+    raise AssertionError("count tables are inconsistent")  # pragma: no cover
+
+
+class _Node:
+    """A parse-tree node with its count table (index = length)."""
+
+    counts: list[int]
+    support: list[int]  # lengths with a nonzero count, for sparse loops
+
+    def _set_counts(self, counts: list[int]) -> None:
+        self.counts = counts
+        self.support = _support(counts)
+
+    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+        raise NotImplementedError
+
+
+class _Empty(_Node):
+    def __init__(self, max_len: int) -> None:
+        self._set_counts([1] + [0] * max_len)
+
+    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+        pass
+
+
+class _Chars(_Node):
+    """One character out of a set."""
+
+    def __init__(self, intervals: Intervals, max_len: int) -> None:
+        self.starts = [lo for lo, _ in intervals]
+        self.offsets: list[int] = []  # how many characters precede each interval
+        size = 0
+        for lo, hi in intervals:
+            self.offsets.append(size)
+            size += hi - lo + 1
+        self.size = size
+        counts = [0] * (max_len + 1)
+        if max_len >= 1:
+            counts[1] = size
+        self._set_counts(counts)
+
+    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+        k = rng.randrange(self.size)
+        i = bisect.bisect_right(self.offsets, k) - 1
+        out.append(chr(self.starts[i] + k - self.offsets[i]))
+
+
+class _Seq(_Node):
+    def __init__(self, children: list[_Node], max_len: int) -> None:
+        self.children = children
+        # suffix[i] = counts of children[i:]; sampling needs every suffix.
+        suffix = [[1] + [0] * max_len]
+        for child in reversed(children):
+            suffix.append(_conv(child.counts, suffix[-1], max_len))
+        suffix.reverse()
+        self.suffix = suffix
+        self._set_counts(suffix[0])
+
+    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+        for i, child in enumerate(self.children):
+            rest = self.suffix[i + 1]
+            counts = child.counts
+            m = _pick(
+                rng,
+                self.suffix[i][n],
+                ((m, counts[m] * rest[n - m]) for m in child.support if m <= n),
+            )
+            child.emit(m, rng, out)
+            n -= m
+
+
+class _Alt(_Node):
+    def __init__(self, children: list[_Node], max_len: int) -> None:
+        self.children = children
+        self._set_counts([sum(col) for col in zip(*(c.counts for c in children))])
+
+    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+        i = _pick(rng, self.counts[n], ((i, c.counts[n]) for i, c in enumerate(self.children)))
+        self.children[i].emit(n, rng, out)
+
+
+class _Repeat(_Node):
+    """``body{lo,hi}`` as ``body^lo`` followed by ``body{0,hi-lo}``.
+
+    Only non-empty body strings are used (see module docstring), so each piece
+    has length >= 1: at most ``max_len`` pieces matter, ``lo > max_len`` matches
+    nothing, and ``hi - lo >= max_len`` is the same as ``*`` (a cheap recurrence).
+    """
+
+    def __init__(self, child: _Node, lo: int, hi: int, max_len: int) -> None:
+        self.child = child
+        body = list(child.counts)
+        if body[0]:
+            body[0] = 0
+            lo = 0
+        self.body = body
+        self.body_support = _support(body)
+        self.lo = lo
+        eps = [1] + [0] * max_len
+        if lo > max_len:
+            self.powers: list[list[int]] = []
+            self._set_counts([0] * (max_len + 1))
+            return
+        # powers[j] = body^j: j mandatory pieces.
+        self.powers = [eps]
+        for _ in range(lo):
+            self.powers.append(_conv(body, self.powers[-1], max_len))
+        self.star = hi == _MAXREPEAT or hi - lo >= max_len
+        if self.star:
+            # S[n] = [n == 0] + sum_m body[m] * S[n - m]
+            s = list(eps)
+            for n in range(1, max_len + 1):
+                s[n] = sum(body[m] * s[n - m] for m in self.body_support if m <= n)
+            self.optional = [s]
+        else:
+            # optional[j] = body{0,j} = eps + body * optional[j-1]
+            self.optional = [eps]
+            for _ in range(hi - lo):
+                nxt = _conv(body, self.optional[-1], max_len)
+                nxt[0] += 1
+                self.optional.append(nxt)
+        head = self.powers[lo]
+        self.head_support = _support(head)
+        self._set_counts(_conv(head, self.optional[-1], max_len))
+
+    def _emit_piece(self, rem: int, total: int, after: list[int], rng: random.Random, out: list[str]) -> int:
+        body = self.body
+        m = _pick(rng, total, ((m, body[m] * after[rem - m]) for m in self.body_support if m <= rem))
+        self.child.emit(m, rng, out)
+        return m
+
+    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+        head = self.powers[self.lo]
+        tail = self.optional[-1]
+        a = _pick(rng, self.counts[n], ((a, head[a] * tail[n - a]) for a in self.head_support if a <= n))
+        rem = a
+        for j in range(self.lo, 0, -1):
+            rem -= self._emit_piece(rem, self.powers[j][rem], self.powers[j - 1], rng, out)
+        rem = n - a
+        if self.star:
+            s = self.optional[0]
+            while rem:
+                rem -= self._emit_piece(rem, s[rem], s, rng, out)
+        else:
+            j = len(self.optional) - 1
+            while rem:
+                rem -= self._emit_piece(rem, self.optional[j][rem], self.optional[j - 1], rng, out)
+                j -= 1
+
+
+# ----------------------------------------------------------------------------
+# parse tree -> nodes
+# ----------------------------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+        self.universe: Intervals = [UNIVERSE]
+
+    def seq(self, items: Iterable[tuple[object, object]], flags: int) -> _Node:
+        children = [self.item(op, av, flags) for op, av in items]
+        if not children:
+            return _Empty(self.max_len)
+        if len(children) == 1:
+            return children[0]
+        return _Seq(children, self.max_len)
+
+    def chars(self, intervals: Intervals) -> _Node:
+        return _Chars(intervals, self.max_len)
+
+    def literal(self, code: int, flags: int) -> Intervals:
+        ivs = [(code, code)]
+        return _case_closure(ivs, flags) if flags & re.IGNORECASE else ivs
+
+    def char_class(self, items: list[tuple[object, object]], flags: int) -> Intervals:
+        negate = False
+        plain: Intervals = []  # literals and ranges: subject to case folding
+        categories: Intervals = []  # \d \w \s and negations: not case-folded
+        for op, av in items:
+            name = _name(op)
+            if name == "NEGATE":
+                negate = True
+            elif name == "LITERAL":
+                plain.append((av, av))  # type: ignore[arg-type]
+            elif name == "RANGE":
+                plain.append(av)  # type: ignore[arg-type]
+            elif name == "CATEGORY":
+                categories.extend(self.category(_name(av)))
+            else:
+                raise UnsupportedGrammarError(f"unsupported item {name} in a character class")
+        plain = _normalize(plain)
+        if flags & re.IGNORECASE:
+            plain = _case_closure(plain, flags)
+        members = _normalize(plain + categories)
+        return _subtract(self.universe, members) if negate else members
+
+    def category(self, name: str) -> Intervals:
+        table = {
+            "CATEGORY_DIGIT": (_DIGIT, False),
+            "CATEGORY_NOT_DIGIT": (_DIGIT, True),
+            "CATEGORY_WORD": (_WORD, False),
+            "CATEGORY_NOT_WORD": (_WORD, True),
+            "CATEGORY_SPACE": (_SPACE, False),
+            "CATEGORY_NOT_SPACE": (_SPACE, True),
+        }
+        if name not in table:
+            raise UnsupportedGrammarError(f"unsupported character category {name}")
+        ivs, negated = table[name]
+        return _subtract(self.universe, ivs) if negated else list(ivs)
+
+    def item(self, op: object, av: object, flags: int) -> _Node:
+        name = _name(op)
+        if name == "LITERAL":
+            return self.chars(self.literal(av, flags))  # type: ignore[arg-type]
+        if name == "NOT_LITERAL":
+            return self.chars(_subtract(self.universe, _normalize(self.literal(av, flags))))  # type: ignore[arg-type]
+        if name == "ANY":
+            return self.chars(list(self.universe))
+        if name == "IN":
+            return self.chars(self.char_class(av, flags))  # type: ignore[arg-type]
+        if name == "BRANCH":
+            _, branches = av  # type: ignore[misc]
+            return _Alt([self.seq(b, flags) for b in branches], self.max_len)
+        if name == "SUBPATTERN":
+            _group, add_flags, del_flags, sub = av  # type: ignore[misc]
+            if add_flags & re.LOCALE:
+                raise UnsupportedGrammarError("LOCALE flag (?L) is not supported")
+            return self.seq(sub, (flags | add_flags) & ~del_flags)
+        if name in ("MAX_REPEAT", "MIN_REPEAT"):  # greedy / lazy: same language
+            lo, hi, sub = av  # type: ignore[misc]
+            return _Repeat(self.seq(sub, flags), int(lo), int(hi), self.max_len)
+        if name == "POSSESSIVE_REPEAT":
+            raise UnsupportedGrammarError("possessive quantifier (*+, ++, ?+, {m,n}+) is not supported")
+        if name == "ATOMIC_GROUP":
+            raise UnsupportedGrammarError("atomic group (?>...) is not supported")
+        if name == "AT":
+            what = _ANCHORS.get(_name(av), f"anchor {_name(av)}")
+            raise UnsupportedGrammarError(f"{what} is not supported")
+        if name == "GROUPREF":
+            raise UnsupportedGrammarError(f"backreference to group {av} is not supported")
+        if name == "GROUPREF_EXISTS":
+            raise UnsupportedGrammarError("conditional group (?(id)yes|no) is not supported")
+        if name in ("ASSERT", "ASSERT_NOT"):
+            direction, _sub = av  # type: ignore[misc]
+            kind = "lookahead" if direction >= 0 else "lookbehind"
+            sign = "negative " if name == "ASSERT_NOT" else ""
+            raise UnsupportedGrammarError(f"{sign}{kind} assertion is not supported")
+        raise UnsupportedGrammarError(f"regex construct {name} is not supported")
+
+
+def _name(constant: object) -> str:
+    """Opcode names are stable across Python versions; their int values are not."""
+    return getattr(constant, "name", None) or str(constant)
+
+
+def _flags_to_int(flags: Iterable[str] | int) -> int:
+    if isinstance(flags, int):
+        value = int(flags)
+        if value & re.LOCALE:
+            raise UnsupportedGrammarError("regex flag 'l' (LOCALE) is not supported")
+        if value & ~_SUPPORTED_FLAG_BITS:
+            raise UnsupportedGrammarError(f"regex flags {value:#x} are not supported")
+        return value
+    value = 0
+    for flag in flags:
+        for letter in flag:  # accept both ("i", "m") and "im"
+            if letter not in _FLAG_LETTERS:
+                raise UnsupportedGrammarError(f"regex flag {letter!r} is not supported")
+            value |= int(_FLAG_LETTERS[letter])
+    return value
+
+
+class RegexLanguage:
+    """Count and uniformly sample the strings of each length a regex fully matches.
+
+    ``RegexLanguage(pattern, flags=(), *, max_len=N)`` builds all count tables
+    up front; ``count``/``counts``/``min_len`` are then lookups and ``sample``
+    is one top-down walk.  See the module docstring for what "count" means for
+    ambiguous patterns and which constructs are supported.
+    """
+
+    def __init__(self, pattern: str, flags: Iterable[str] | int = (), *, max_len: int) -> None:
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 0:
+            raise ValueError(f"max_len must be a non-negative int, got {max_len!r}")
+        self.pattern = pattern
+        self.max_len = max_len
+        self.flags = _flags_to_int(flags)
+        try:
+            parsed = _sre_parse.parse(pattern, self.flags)
+        except re.error as exc:
+            raise GrammarSyntaxError(f"invalid regular expression {pattern!r}: {exc}") from None
+        # Inline global flags such as a leading (?i) live on the parser state.
+        state = getattr(parsed, "state", None) or getattr(parsed, "pattern", None)
+        all_flags = int(getattr(state, "flags", self.flags)) | self.flags
+        if all_flags & re.LOCALE:
+            raise UnsupportedGrammarError("regex flag 'l' (LOCALE) is not supported")
+        self._root = _Builder(max_len).seq(parsed, all_flags)
+        self._counts = self._root.counts
+
+    @property
+    def counts(self) -> list[int]:
+        """``[count(0), ..., count(max_len)]`` (a copy)."""
+        return list(self._counts)
+
+    def count(self, n: int) -> int:
+        """Number of derivation-strings of length exactly ``n`` (0 outside ``0..max_len``)."""
+        if 0 <= n <= self.max_len:
+            return self._counts[n]
+        return 0
+
+    @property
+    def min_len(self) -> int | None:
+        """Smallest length with a nonzero count, or None if there is none up to ``max_len``."""
+        for n, c in enumerate(self._counts):
+            if c:
+                return n
+        return None
+
+    def sample(self, n: int, rng: random.Random) -> str:
+        """Draw uniformly among the ``count(n)`` derivations of length ``n``."""
+        if self.count(n) == 0:
+            raise ValueError(f"pattern {self.pattern!r} matches no string of length {n} (max_len={self.max_len})")
+        out: list[str] = []
+        self._root.emit(n, rng, out)
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"RegexLanguage({self.pattern!r}, flags={self.flags:#x}, max_len={self.max_len})"

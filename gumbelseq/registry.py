@@ -1,0 +1,114 @@
+"""The backend registry: pluggy plugins from the ``gumbelseq`` entry-point group and plugin dirs.
+
+Built-in backends are ordinary plugins: they ship as their own packages and are listed in this
+project's ``[project.entry-points.gumbelseq]``, exactly like a third-party package. Loose
+``*.py`` files in ``--plugins-dir`` / ``$GUMBELSEQ_PLUGINS_DIR`` are loaded as plugins too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pluggy
+
+from . import hookspecs
+from .backend import Backend
+from .errors import GumbelseqError, UnknownBackendError
+
+ENTRY_POINT_GROUP = "gumbelseq"
+PLUGINS_DIR_ENV = "GUMBELSEQ_PLUGINS_DIR"
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    backend: Backend
+    source: str  # where it came from: "entry point gumbelseq_gan (gumbelseq 0.1.0)", a file path...
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+
+class Registry:
+    """Backends known to one plugin manager."""
+
+    def __init__(self, plugins_dir: str | Path | None = None) -> None:
+        self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        sources = {}
+        for plugin, dist in self.pm.list_plugin_distinfo():
+            name = self.pm.get_name(plugin)
+            sources[name] = f"entry point {name} = {getattr(plugin, '__name__', plugin)} ({dist.project_name} {dist.version})"
+        if plugins_dir is None:
+            plugins_dir = os.environ.get(PLUGINS_DIR_ENV) or None
+        if plugins_dir is not None:
+            for path in _plugin_files(Path(plugins_dir)):
+                module = _load_module(path)
+                self.pm.register(module, name=f"file:{path}")
+                sources[f"file:{path}"] = str(path)
+        self._backends: dict[str, BackendEntry] = {}
+        for impl in self.pm.hook.register_backends.get_hookimpls():
+            source = sources.get(impl.plugin_name, impl.plugin_name)
+
+            def register(backend: Backend, _source: str = source) -> None:
+                if not isinstance(backend, Backend):
+                    raise GumbelseqError(f"{_source}: register() expects a gumbelseq.backend.Backend, got {backend!r}")
+                if backend.name in self._backends:
+                    other = self._backends[backend.name].source
+                    raise GumbelseqError(f"backend {backend.name!r} is registered twice: by {other} and by {_source}")
+                self._backends[backend.name] = BackendEntry(backend, _source)
+
+            impl.function(register=register)
+
+    def entries(self) -> list[BackendEntry]:
+        return sorted(self._backends.values(), key=lambda e: e.name)
+
+    def get(self, name: str) -> Backend:
+        try:
+            return self._backends[name].backend
+        except KeyError:
+            known = ", ".join(sorted(self._backends)) or "none"
+            raise UnknownBackendError(f"unknown backend {name!r}; known backends: {known}") from None
+
+
+def _plugin_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise GumbelseqError(f"{directory}: plugins dir is not a directory")
+    return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
+
+
+def _load_module(path: Path):
+    name = f"gumbelseq_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise GumbelseqError(f"{path}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise GumbelseqError(f"{path}:{e.lineno}:{e.offset}: plugin has a syntax error: {e.msg}") from None
+    except Exception as e:  # a broken third-party plugin must not crash the CLI with a traceback
+        raise GumbelseqError(f"{path}: plugin failed to load: {type(e).__name__}: {e}") from None
+    return module
+
+
+_cache: dict[str | None, Registry] = {}
+
+
+def get_registry(plugins_dir: str | Path | None = None) -> Registry:
+    """The registry for ``plugins_dir`` (or ``$GUMBELSEQ_PLUGINS_DIR``), built once per process."""
+    key = str(plugins_dir) if plugins_dir is not None else os.environ.get(PLUGINS_DIR_ENV) or None
+    reg = _cache.get(key)
+    if reg is None:
+        reg = _cache[key] = Registry(key)
+    return reg
+
+
+def get_backend(name: str, plugins_dir: str | Path | None = None) -> Backend:
+    return get_registry(plugins_dir).get(name)

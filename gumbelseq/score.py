@@ -1,0 +1,262 @@
+"""Score a file of samples against a grammar: validity, uniqueness, novelty, coverage, distances.
+
+The scorer streams: it reads the input in chunks of lines, counts each chunk with
+``collections.Counter`` (a C loop), and keeps one entry per *distinct* line, so memory grows
+with the number of distinct samples, not with the number of lines. Each distinct string is
+decoded and parsed once, which is what makes it fast on model output (few distinct strings,
+many repeats).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+from .errors import GumbelseqError, InputFileError
+from .grammar import Grammar
+from .language import Language
+
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass
+class InvalidExample:
+    line: int  # first line where this sample occurs (1-based)
+    text: str
+    column: int
+    expected: list[str]
+    count: int  # how many lines hold this same invalid sample
+
+
+@dataclass
+class Report:
+    """What ``score`` measures. Fractions are in [0, 1]; ``None`` where undefined."""
+
+    source: str
+    grammar: str
+    total: int = 0
+    valid: int = 0
+    validity: float | None = None
+    unique: int = 0
+    unique_valid: int = 0
+    novelty: float | None = None
+    coverage: float | None = None
+    max_len: int | None = None
+    language_size: int | None = None
+    language_size_exact: bool | None = None
+    lengths: dict[int, int] = field(default_factory=dict)
+    invalid_examples: list[InvalidExample] = field(default_factory=list)
+    # Against a reference sample (the training data), when one is given:
+    reference: str | None = None
+    reference_unique: int | None = None
+    reference_coverage: float | None = None
+    tv_strings: float | None = None
+    tv_lengths: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lengths"] = {str(k): v for k, v in sorted(self.lengths.items())}
+        return d
+
+
+def iter_line_chunks(stream: BinaryIO) -> Iterator[list[bytes]]:
+    while True:
+        chunk = stream.readlines(CHUNK_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _open_input(path: str | Path) -> BinaryIO:
+    if str(path) == "-":
+        return sys.stdin.buffer
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{path}: no such file")
+    if p.is_dir():
+        raise InputFileError(f"{path}: is a directory, not a file of samples")
+    try:
+        return open(p, "rb")
+    except OSError as e:
+        raise InputFileError(f"{path}: {e.strerror}") from None
+
+
+def count_distinct(chunks: Iterable[list[bytes]], source: str) -> dict[str, list[int]]:
+    """Map each distinct sample (padding removed) to ``[count, first line]``."""
+    raw: dict[bytes, list[int]] = {}
+    base = 0
+    for chunk in chunks:
+        counts = Counter(chunk)
+        new = [k for k in counts if k not in raw]
+        if len(new) > 16:
+            # Many new strings in this chunk: one pass finds all first positions.
+            first: dict[bytes, int] = {}
+            for i, line in enumerate(chunk):
+                first.setdefault(line, i)
+        else:
+            first = {k: chunk.index(k) for k in new}
+        for k, c in counts.items():
+            e = raw.get(k)
+            if e is None:
+                raw[k] = [c, base + first[k] + 1]
+            else:
+                e[0] += c
+        base += len(chunk)
+    out: dict[str, list[int]] = {}
+    for k, (c, line) in raw.items():
+        b = k.rstrip(b"\n").rstrip(b"\r").rstrip(b" ")
+        try:
+            s = b.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputFileError(f"{source}:{line}: not valid UTF-8 (column {e.start + 1})") from None
+        e2 = out.get(s)
+        if e2 is None:
+            out[s] = [c, line]
+        else:
+            e2[0] += c
+            e2[1] = min(e2[1], line)
+    return out
+
+
+def read_distinct(path: str | Path) -> dict[str, list[int]]:
+    """Distinct samples of a file (or ``-``) with their counts and first lines."""
+    stream = _open_input(path)
+    try:
+        return count_distinct(iter_line_chunks(stream), str(path))
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def score_distinct(
+    distinct: dict[str, list[int]],
+    grammar: Grammar,
+    *,
+    source: str = "-",
+    reference: dict[str, list[int]] | None = None,
+    reference_name: str | None = None,
+    max_len: int | None = None,
+    show_invalid: int = 5,
+) -> Report:
+    """Score samples already reduced to ``{sample: [count, first line]}``."""
+    rep = Report(source=source, grammar=grammar.name)
+    valid_set: list[str] = []
+    invalid: list[InvalidExample] = []
+    for s, (c, line) in distinct.items():
+        rep.total += c
+        rep.lengths[len(s)] = rep.lengths.get(len(s), 0) + c
+        v = grammar.validate(s)
+        if v.ok:
+            rep.valid += c
+            valid_set.append(s)
+        else:
+            invalid.append(InvalidExample(line, s, v.column or 1, list(v.expected), c))
+    rep.unique = len(distinct)
+    rep.unique_valid = len(valid_set)
+    if rep.total:
+        rep.validity = rep.valid / rep.total
+    invalid.sort(key=lambda e: e.line)
+    rep.invalid_examples = invalid[: max(0, show_invalid)]
+
+    if max_len is None and valid_set:
+        max_len = max(len(s) for s in valid_set)
+    if max_len is not None:
+        rep.max_len = max_len
+        try:
+            lang = Language(grammar, max_len)
+        except GumbelseqError as e:
+            rep.notes.append(f"coverage not computed: {e}")
+        else:
+            rep.language_size = lang.count_upto(max_len)
+            rep.language_size_exact = lang.exact
+            if not lang.exact:
+                rep.notes.append(
+                    "the grammar is ambiguous (Earley): language_size counts derivations, so"
+                    " coverage is a lower bound"
+                )
+            if rep.language_size:
+                inside = sum(1 for s in valid_set if len(s) <= max_len)
+                rep.coverage = inside / rep.language_size
+
+    if reference is not None:
+        rep.reference = reference_name
+        rep.reference_unique = len(reference)
+        if valid_set:
+            rep.novelty = sum(1 for s in valid_set if s not in reference) / len(valid_set)
+        if reference:
+            rep.reference_coverage = sum(1 for s in reference if s in distinct) / len(reference)
+        ref_total = sum(c for c, _ in reference.values())
+        if rep.total and ref_total:
+            rep.tv_strings = _tv(
+                {s: c for s, (c, _) in distinct.items()}, rep.total,
+                {s: c for s, (c, _) in reference.items()}, ref_total,
+            )
+            ref_lengths: dict[int, int] = {}
+            for s, (c, _) in reference.items():
+                ref_lengths[len(s)] = ref_lengths.get(len(s), 0) + c
+            rep.tv_lengths = _tv(rep.lengths, rep.total, ref_lengths, ref_total)
+    return rep
+
+
+def _tv(p: dict, p_total: int, q: dict, q_total: int) -> float:
+    """Total variation distance between two empirical distributions given as counts."""
+    keys = set(p) | set(q)
+    return 0.5 * sum(abs(p.get(k, 0) / p_total - q.get(k, 0) / q_total) for k in keys)
+
+
+def score_file(
+    path: str | Path,
+    grammar: Grammar,
+    *,
+    reference: str | Path | None = None,
+    max_len: int | None = None,
+    show_invalid: int = 5,
+) -> Report:
+    """Score the samples in ``path`` (``-`` for stdin), one per line, trailing spaces removed."""
+    ref = read_distinct(reference) if reference is not None else None
+    distinct = read_distinct(path)
+    return score_distinct(
+        distinct,
+        grammar,
+        source=str(path),
+        reference=ref,
+        reference_name=None if reference is None else str(reference),
+        max_len=max_len,
+        show_invalid=show_invalid,
+    )
+
+
+def score_samples(
+    samples: Iterable[str],
+    grammar: Grammar,
+    *,
+    reference: Iterable[str] | None = None,
+    max_len: int | None = None,
+    show_invalid: int = 5,
+) -> Report:
+    """Score in-memory samples (the Python-API twin of ``score_file``)."""
+    return score_distinct(
+        _distinct_strings(samples),
+        grammar,
+        source="<samples>",
+        reference=None if reference is None else _distinct_strings(reference),
+        reference_name=None if reference is None else "<reference>",
+        max_len=max_len,
+        show_invalid=show_invalid,
+    )
+
+
+def _distinct_strings(samples: Iterable[str]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, s in enumerate(samples, 1):
+        s = s.rstrip("\n").rstrip("\r").rstrip(" ")
+        e = out.get(s)
+        if e is None:
+            out[s] = [1, i]
+        else:
+            e[0] += 1
+    return out

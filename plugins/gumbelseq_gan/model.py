@@ -1,0 +1,119 @@
+"""Networks and temperature schedules of the Gumbel-softmax LSTM GAN (Kusner & Hernandez-Lobato 2016).
+
+Kept free of training-loop and option logic so the modules can be read (and reused) alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gumbelseq.gumbel import gumbel_softmax
+from gumbelseq.lstm import FeedbackLSTM
+
+__all__ = [
+    "Generator",
+    "Discriminator",
+    "temperature",
+    "SCHEDULES",
+    "real_log_probs",
+    "real_vectors",
+]
+
+SCHEDULES = ("constant", "linear", "exponential", "inverse-linear")
+
+
+class Generator(nn.Module):
+    """LSTM generator: the noise z replaces the initial state, relaxed samples are fed back.
+
+    ``noise="h0c0"`` (paper): ``z = (h0, C0) ~ U(0,1)^H`` drawn per sample.
+    ``noise="h0"`` (paper variant d): ``h0 ~ U(0,1)^H``, ``C0`` a learned vector.
+    """
+
+    def __init__(self, vocab_size: int, hidden_size: int, noise: str = "h0c0") -> None:
+        super().__init__()
+        self.net = FeedbackLSTM(vocab_size, hidden_size)
+        self.noise = noise
+        self.c0 = nn.Parameter(torch.zeros(hidden_size)) if noise == "h0" else None
+
+    @property
+    def hidden_size(self) -> int:
+        return self.net.hidden_size
+
+    def draw_state(
+        self, n: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample initial state ``(h0, C0)`` from the noise distribution, one rand call."""
+        device = self.net.head.weight.device
+        hs = self.hidden_size
+        if self.c0 is None:
+            z = torch.rand((n, 2 * hs), generator=generator, device=device)
+            return z[:, :hs], z[:, hs:]
+        h0 = torch.rand((n, hs), generator=generator, device=device)
+        return h0, self.c0.expand(n, hs)
+
+    def forward(
+        self,
+        state: tuple[torch.Tensor, torch.Tensor],
+        noise: torch.Tensor,
+        tau: float,
+        hard: bool = False,
+    ) -> torch.Tensor:
+        """Relaxed samples ``[T, B, V]`` from ``state`` and Gumbel ``noise [T, B, V]``."""
+        return self.net.relaxed(state, noise, tau, hard=hard)
+
+
+class Discriminator(nn.Module):
+    """Many-to-one LSTM over ``[T, B, V]`` vectors; linear head on the final hidden state.
+
+    Returns one logit per sequence (the sigmoid is implicit: losses use softplus).
+    """
+
+    def __init__(self, vocab_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(vocab_size, hidden_size)
+        self.head = nn.Linear(hidden_size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.lstm(x)
+        return self.head(h[-1]).squeeze(-1)
+
+
+def real_log_probs(vocab_size: int, peak: float, device: torch.device) -> torch.Tensor:
+    """``[V, V]`` table: row k is the log-distribution with ``peak`` on k, the rest spread evenly.
+
+    ``peak = 1`` gives ``-inf`` off the diagonal, i.e. exact one-hots after Gumbel-softmax.
+    """
+    off = (1.0 - peak) / (vocab_size - 1) if vocab_size > 1 else 0.0
+    table = torch.full((vocab_size, vocab_size), off, dtype=torch.float32, device=device)
+    table.fill_diagonal_(peak)
+    return table.log()
+
+
+def temperature(
+    schedule: str, iteration: int, start: float, end: float, anneal_iters: int
+) -> float:
+    """Temperature at 0-based ``iteration``: ``start`` at 0, ``end`` from ``anneal_iters - 1`` on.
+
+    (The paper's "linear from 5 to 1 over iterations 1..10,000" with 1-based iterations.)
+    ``inverse-linear`` moves ``1/tau`` linearly (the authors' script: 0.2 -> 1).
+    """
+    if schedule == "constant":
+        return start
+    frac = min(max(iteration, 0) / max(anneal_iters - 1, 1), 1.0)
+    if schedule == "linear":
+        return start + (end - start) * frac
+    if schedule == "exponential":
+        return start * math.exp(math.log(end / start) * frac)
+    if schedule == "inverse-linear":
+        return 1.0 / (1.0 / start + (1.0 / end - 1.0 / start) * frac)
+    raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+
+
+def real_vectors(
+    ids: torch.Tensor, log_table: torch.Tensor, noise: torch.Tensor, tau: float, hard: bool
+) -> torch.Tensor:
+    """Instance-noised real inputs ``[T, B, V]`` from ids ``[B, T]`` (no gradients needed)."""
+    return gumbel_softmax(log_table[ids.t()], tau, hard=hard, noise=noise)

@@ -1,0 +1,112 @@
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from gumbelseq.cli import main
+
+ARITH_RE = re.compile(r"x([-+*/]x)*")
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_grammars_json(runner):
+    r = runner.invoke(main, ["grammars", "--json"])
+    assert r.exit_code == 0, r.output
+    names = {g["name"] for g in json.loads(r.stdout)}
+    assert {"arith", "parens", "json", "dyck"} <= names
+
+
+def test_data_to_stdout_and_file(runner, tmp_path):
+    r = runner.invoke(main, ["data", "--grammar", "arith", "-n", "300", "--max-len", "12", "--seed", "0"])
+    assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert len(lines) == 300
+    assert all(ARITH_RE.fullmatch(s) and len(s) <= 12 for s in lines)
+    out = tmp_path / "train.txt"
+    r2 = runner.invoke(main, ["data", "-g", "arith", "-n", "300", "--seed", "0", "-o", str(out)])
+    assert r2.exit_code == 0
+    assert out.read_text().splitlines() == lines
+
+
+def test_data_failure_leaves_existing_file_untouched(runner, tmp_path):
+    out = tmp_path / "keep.txt"
+    out.write_text("precious\n")
+    r = runner.invoke(main, ["data", "-g", "nope", "-o", str(out)])
+    assert r.exit_code != 0
+    assert out.read_text() == "precious\n"
+
+
+def test_score_json_stdout(runner, tmp_path):
+    data = tmp_path / "train.txt"
+    runner.invoke(main, ["data", "-n", "500", "--seed", "1", "-o", str(data)])
+    samples = tmp_path / "s.txt"
+    samples.write_text("x+x         \nx x\nx\n+\n")
+    r = runner.invoke(main, ["score", str(samples), "--reference", str(data), "--json", "--max-len", "12"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    for key in "total valid validity unique unique_valid novelty coverage lengths invalid_examples".split():
+        assert key in rep
+    assert rep["total"] == 4 and rep["valid"] == 2
+    assert rep["coverage"] == pytest.approx(2 / 1365)
+    assert rep["invalid_examples"][0]["line"] == 2
+    assert rep["lengths"] == {"1": 2, "3": 2}
+
+
+def test_score_stdin(runner):
+    r = runner.invoke(main, ["score", "-", "--json"], input="x\nx-x\nq\n")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["valid"] == 2
+
+
+def test_score_table_for_people(runner, tmp_path):
+    p = tmp_path / "s.txt"
+    p.write_text("x\nx+\n")
+    r = runner.invoke(main, ["score", str(p)])
+    assert r.exit_code == 0
+    assert "valid" in r.stdout and "x+" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args,pattern",
+    [
+        (["score", "MISSING.txt"], r"MISSING.txt: no such file"),
+        (["score", "."], r"is a directory"),
+        (["score", "-", "--grammar", "nope"], r"unknown grammar 'nope'; built-in grammars: arith"),
+    ],
+)
+def test_bad_input_one_line_no_traceback(runner, args, pattern):
+    r = runner.invoke(main, args, input="")
+    assert r.exit_code == 1
+    assert re.search(pattern, r.output)
+    assert "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_bad_grammar_names_file_line_column(runner, tmp_path):
+    g = tmp_path / "bad.lark"
+    g.write_text('start: "x"\n  | ??\n')
+    r = runner.invoke(main, ["score", "-", "--grammar", str(g)], input="x\n")
+    assert r.exit_code == 1
+    assert re.search(rf"{re.escape(str(g))}:2:\d+:", r.output)
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_non_utf8_sample_file(runner, tmp_path):
+    p = tmp_path / "s.txt"
+    p.write_bytes(b"x\n\xff\n")
+    r = runner.invoke(main, ["score", str(p)])
+    assert r.exit_code == 1
+    assert "s.txt:2: not valid UTF-8" in r.output
+
+
+def test_empty_file_is_zero_samples(runner, tmp_path):
+    p = tmp_path / "e.txt"
+    p.write_text("")
+    r = runner.invoke(main, ["score", str(p), "--json"])
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["total"] == 0
