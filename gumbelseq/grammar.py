@@ -26,6 +26,7 @@ from lark.exceptions import (
 from lark.lexer import PatternStr
 
 from .errors import GrammarSyntaxError, InputFileError, UnknownGrammarError
+from .recognizer import LalrRecognizer
 
 DEFAULT_GRAMMAR = "arith"
 
@@ -60,8 +61,11 @@ class Grammar:
     algorithm: str  # "lalr" or "earley"
     start: str = "start"
     _display: dict[str, str] = field(default_factory=dict, repr=False)
+    _fast: LalrRecognizer | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.algorithm == "lalr":
+            self._fast = LalrRecognizer.for_parser(self.parser, self.start)
         # Expected-token sets name terminals; show literals as the user wrote them.
         for term in self.parser.terminals:
             if isinstance(term.pattern, PatternStr):
@@ -78,6 +82,8 @@ class Grammar:
         return list(self.parser.rules)
 
     def is_valid(self, text: str) -> bool:
+        if self._fast is not None:
+            return self._fast.check(text)[0]
         try:
             self.parser.parse(text)
         except LarkError:
@@ -85,6 +91,12 @@ class Grammar:
         return True
 
     def validate(self, text: str) -> Validation:
+        if self._fast is not None:
+            ok, column, names = self._fast.check(text)
+            if ok:
+                return Validation(True)
+            context = f"{text}\n{' ' * (column - 1)}^\n" if text else ""
+            return Validation(False, column, self._expected(names), context)
         try:
             self.parser.parse(text)
         except UnexpectedInput as e:
@@ -92,6 +104,12 @@ class Grammar:
         except LarkError as e:  # e.g. a transformer-free tree build failing; still "invalid"
             return Validation(False, 1, (), str(e).splitlines()[0] if str(e) else "")
         return Validation(True)
+
+    def _expected(self, names) -> tuple[str, ...]:
+        expected = tuple(sorted(self._display.get(n, n) for n in names if n != "$END"))
+        if "$END" in names:
+            expected += ("end of input",)
+        return expected
 
     def _describe(self, text: str, e: UnexpectedInput) -> Validation:
         if isinstance(e, UnexpectedToken):
@@ -106,9 +124,7 @@ class Grammar:
             column = len(text) + 1
         else:  # pragma: no cover - lark has no other UnexpectedInput subclasses today
             names, column = set(), getattr(e, "column", 1)
-        expected = tuple(sorted(self._display.get(n, n) for n in names if n != "$END"))
-        if "$END" in names:
-            expected += ("end of input",)
+        expected = self._expected(names)
         try:
             context = e.get_context(text) if text else ""
         except Exception:  # get_context indexes into text; never let display code fail

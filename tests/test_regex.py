@@ -17,6 +17,7 @@ from gumbelseq.errors import GrammarSyntaxError, UnsupportedGrammarError
 from gumbelseq.regex import UNIVERSE, RegexLanguage
 
 PRINTABLE = "".join(chr(c) for c in range(UNIVERSE[0], UNIVERSE[1] + 1))
+WORD = "".join(c for c in PRINTABLE if c.isalnum() or c == "_")
 
 # (pattern, lark-style flags, brute-force alphabet, largest n to enumerate).
 # Every pattern here is UNAMBIGUOUS, so derivation counts must equal string counts.
@@ -29,7 +30,9 @@ UNAMBIGUOUS = [
     (r"-?(0|[1-9][0-9]{0,2})", (), "-0123456789a", 5),
     ('"[a-z]{0,3}"', (), '"abcdefghijklmnopqrstuvwxyz0', 4),
     ("(ab|c)+", (), "abcd", 6),
-    ("[^a-y]", (), PRINTABLE + "\n\t\u00e9", 2),  # complement within printable ASCII
+    # Complements are taken within the documented universe (printable ASCII), so
+    # enumerate exactly that: re itself would also accept "\n" or "\u00e9".
+    ("[^a-y]", (), PRINTABLE, 2),
     (r"\d{2,3}", (), "0123456789a", 4),
     ("abc", ("i",), "abcABCd", 4),  # case-insensitive via the lark flag
     ("(?i)k", (), "kK\u212ax", 2),  # re also folds the Kelvin sign to k
@@ -39,7 +42,7 @@ UNAMBIGUOUS = [
     ("a|b|c", (), "abcd", 2),
     ("(a|)*", (), "ab", 5),  # nullable body: counted once per string
     ("(?:(?:\r)?\n)+", (), "\r\na", 4),  # Lark's common NEWLINE
-    (r"[a-z_]\w*", (), "az_09A-", 3),
+    (r"[a-c_]\w?", (), WORD + "-", 2),  # \w read as ASCII [A-Za-z0-9_]
 ]
 
 
