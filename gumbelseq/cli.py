@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -154,3 +155,165 @@ def _print_report(rep: Any) -> None:
         out.print(it)
     for note in rep.notes:
         _notice(note)
+
+
+# -- backends, train, sample --------------------------------------------------------------------
+
+plugins_dir_option = click.option(
+    "--plugins-dir",
+    type=click.Path(file_okay=False),
+    envvar="GUMBELSEQ_PLUGINS_DIR",
+    default=None,
+    help="Also load loose *.py plugin files from this directory [env: GUMBELSEQ_PLUGINS_DIR].",
+)
+
+
+@main.command("backends")
+@plugins_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@domain_errors
+def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
+    """List the registered backends and where each came from."""
+    from .options import accepted
+    from .registry import get_registry
+
+    entries = get_registry(plugins_dir).entries()
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "name": e.name,
+                    "description": e.backend.description,
+                    "source": e.source,
+                    "options": accepted(e.backend.Options),
+                }
+                for e in entries
+            ]
+        )
+        return
+    table = Table("name", "description", "source", title="backends")
+    for e in entries:
+        table.add_row(e.name, e.backend.description, e.source)
+    out.print(table)
+
+
+@main.command("train")
+@grammar_option
+@click.option("--data", type=str, default=None, help="Training strings, one per line [default: draw the paper's set from the grammar].")
+@click.option("--data-size", type=click.IntRange(min=1), default=5000, show_default=True, help="Strings to draw when --data is not given.")
+@click.option("--max-len", type=click.IntRange(min=1), default=None, help="Sequence length [default: 12, or the longest --data string].")
+@click.option("--backend", "-b", default="gumbel-lstm-gan", show_default=True, help="See `gumbelseq backends`.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Training iterations [default: the backend's/preset's].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Minibatch size [default: the backend's].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Run directory [default: runs/<backend>-<time>].")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), default=None, help="Continue the run in this directory.")
+@click.option("-o", "--option", "opts", multiple=True, metavar="KEY=VALUE", help="Backend option (repeatable).")
+@click.option("--eval-every", type=click.IntRange(min=0), default=500, show_default=True, help="Check validity of a sample batch every N iterations (0: never).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True)
+@plugins_dir_option
+@domain_errors
+def train_cmd(
+    grammar: str,
+    data: str | None,
+    data_size: int,
+    max_len: int | None,
+    backend: str,
+    iterations: int | None,
+    batch_size: int | None,
+    seed: int,
+    device: str,
+    out_dir: str | None,
+    resume_dir: str | None,
+    opts: tuple[str, ...],
+    eval_every: int,
+    checkpoint_every: int,
+    plugins_dir: str | None,
+) -> None:
+    """Train a model; Ctrl-C stops cleanly with a resumable checkpoint."""
+    from .options import parse_pairs
+    from .progress import RichProgress
+    from .registry import get_backend
+    from .train import load_config, prepare_run, read_data, remember_last_run, resolve_device, train
+
+    if resume_dir is not None:
+        cfg = load_config(resume_dir)
+        be = get_backend(cfg.backend, plugins_dir)
+        g = load_grammar(Path(resume_dir) / "grammar.lark", on_notice=_notice)
+        run_dir = Path(resume_dir)
+    else:
+        be = get_backend(backend, plugins_dir)
+        g = load_grammar(grammar, on_notice=_notice)
+        options = parse_pairs(opts)
+        if iterations is not None:
+            options["iterations"] = iterations
+        if batch_size is not None:
+            options["batch_size"] = batch_size
+        resolve_device(device)  # fail before writing anything
+        run_dir = Path(out_dir) if out_dir else _default_run_dir(be.name)
+        strings = read_data(data) if data else None
+        prepare_run(
+            backend=be,
+            grammar=g,
+            out_dir=run_dir,
+            options=options,
+            data=strings,
+            data_source=data or f"grammar {g.name}",
+            n_data=data_size,
+            max_len=max_len,
+            seed=seed,
+            device=device,
+            eval_every=eval_every,
+            checkpoint_every=checkpoint_every,
+        )
+    err.print(f"run directory: {run_dir}")
+    result = train(run_dir, be, g, callbacks=[RichProgress(err, label=be.name)])
+    remember_last_run(run_dir)
+    if result.stopped:
+        err.print(f"stopped at iteration {result.iterations}; continue with: gumbelseq train --resume {run_dir}")
+        sys.exit(130)
+    click.echo(str(run_dir))
+
+
+def _default_run_dir(backend: str) -> Path:
+    import time
+
+    base = Path("runs") / f"{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+@main.command("sample")
+@click.option("--run", "run_dir", type=str, default=None, help="Run directory [default: the last trained run].")
+@click.option("-n", "count", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--tau", type=float, default=1.0, show_default=True, help="Sampling temperature (> 0); see README for what it does per backend.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here (atomically) instead of stdout.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with the samples.")
+@plugins_dir_option
+@domain_errors
+def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: str, output: str | None, as_json: bool, plugins_dir: str | None) -> None:
+    """Sample strings from a trained run (one per line, padding removed)."""
+    from .atomic import atomic_open
+    from .run import load_run
+
+    if not tau > 0 or tau != tau or tau == float("inf"):
+        raise click.BadParameter("must be a finite number > 0", param_hint="--tau")
+    run = load_run(run_dir, device=device, plugins_dir=plugins_dir)
+    if as_json:
+        samples = run.sample(count, tau=tau, seed=seed)
+        _emit_json({"run": str(run.run_dir), "backend": run.config.backend, "tau": tau, "seed": seed, "samples": samples})
+        return
+    if output:
+        with atomic_open(output, "w") as f:
+            for chunk in run.sample_iter(count, tau=tau, seed=seed):
+                f.write("".join(s + "\n" for s in chunk))
+        err.print(f"wrote {count} samples to {output}")
+        return
+    for chunk in run.sample_iter(count, tau=tau, seed=seed):
+        sys.stdout.write("".join(s + "\n" for s in chunk))

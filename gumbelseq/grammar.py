@@ -143,13 +143,16 @@ def builtin_grammars() -> list[GrammarInfo]:
 
 
 def _description(text: str) -> str:
+    """The first sentence of the grammar file's leading ``//`` comment block."""
+    lines = []
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith("//"):
-            return line.lstrip("/ ").strip()
-        if line:
+        if not line.startswith("//"):
             break
-    return ""
+        lines.append(line.lstrip("/ ").strip())
+    para = " ".join(lines)
+    end = para.find(". ")
+    return para if end < 0 else para[: end + 1]
 
 
 def _looks_like_path(spec: str) -> bool:

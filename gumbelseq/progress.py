@@ -1,0 +1,51 @@
+"""Rich progress display for training: a ``train.Callback`` that draws on stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .train import Callback, TrainConfig
+
+
+class RichProgress(Callback):
+    """Iteration, tau, D and G losses every step (refreshed a few times a second), and the
+    validity of a small sample batch at every evaluation."""
+
+    def __init__(self, console: Console | None = None, label: str = "train") -> None:
+        self.console = console or Console(stderr=True)
+        self.label = label
+        self.progress: Progress | None = None
+        self.task = None
+        self.validity = "-"
+
+    def on_start(self, run_dir: Path, total: int, start: int, config: TrainConfig) -> None:
+        self.progress = Progress(
+            TextColumn(f"[bold]{self.label}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(self.label, total=total, completed=start, stats="")
+        if start:
+            self.console.print(f"resuming {run_dir} at iteration {start}/{total}")
+
+    def on_step(self, iteration: int, metrics: dict[str, float]) -> None:
+        parts = [f"{k}={v:.3f}" for k, v in metrics.items() if k in ("tau", "d_loss", "g_loss", "loss")]
+        parts.append(f"valid={self.validity}")
+        assert self.progress is not None
+        self.progress.update(self.task, completed=iteration, stats=" ".join(parts))
+
+    def on_eval(self, iteration: int, metrics: dict[str, float]) -> None:
+        self.validity = f"{100 * metrics['validity']:.0f}%"
+
+    def on_end(self, iteration: int, stopped: bool) -> None:
+        if self.progress is not None:
+            self.progress.stop()
