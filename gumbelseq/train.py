@@ -140,6 +140,7 @@ class TrainResult:
     run_dir: Path
     iterations: int
     stopped: bool
+    trainer: Trainer
 
 
 def prepare_run(
@@ -303,7 +304,7 @@ def train(
         write_lines(run_dir / SAMPLES, vocab.decode(ids))
     for cb in callbacks:
         cb.on_end(iteration, stopped)
-    return TrainResult(run_dir, iteration, stopped)
+    return TrainResult(run_dir, iteration, stopped, trainer)
 
 
 def _evaluate(

@@ -1,0 +1,152 @@
+import json
+import os
+import pickle
+import signal
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gumbelseq.cli import main
+from gumbelseq.errors import RunError
+from gumbelseq.grammar import load_grammar
+from gumbelseq.registry import get_backend
+from gumbelseq.run import load_run
+from gumbelseq.train import Callback, prepare_run, read_metrics, train
+
+SMALL = {"iterations": 24, "batch_size": 32, "hidden_g": 8, "hidden_d": 8}
+
+
+def _prepare(tmp_path, name, backend="gumbel-lstm-gan", options=SMALL, **kw):
+    be = get_backend(backend)
+    g = load_grammar("arith")
+    prepare_run(backend=be, grammar=g, out_dir=tmp_path / name, options=options, n_data=300, seed=5,
+                device="cpu", eval_every=8, checkpoint_every=10, log_every=1, final_samples=50, **kw)
+    return be, g, tmp_path / name
+
+
+def _state(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)
+
+
+def _assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("backend,options", [("gumbel-lstm-gan", SMALL), ("mle-lstm", {"iterations": 24, "batch_size": 32})])
+def test_resume_equals_uninterrupted(tmp_path, backend, options):
+    be, g, full = _prepare(tmp_path, "full", backend, options)
+    train(full, be, g)
+    _, _, part = _prepare(tmp_path, "part", backend, options)
+    r1 = train(part, be, g, stop_after=13)
+    assert r1.stopped and r1.iterations == 13 and _state(part)["iteration"] == 13
+    r2 = train(part, be, g)
+    assert not r2.stopped and r2.iterations == 24
+    _assert_same(_state(full), _state(part))
+    assert read_metrics(full) == read_metrics(part)
+    assert (full / "samples.txt").read_text() == (part / "samples.txt").read_text()
+
+
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):
+    be, g, run = _prepare(tmp_path, "r")
+
+    class Interrupt(Callback):
+        def on_step(self, iteration, metrics):
+            if iteration == 5:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    res = train(run, be, g, callbacks=[Interrupt()])
+    assert res.stopped and res.iterations == 5
+    assert _state(run)["iteration"] == 5
+    assert not (run / "samples.txt").exists()
+
+
+def test_trained_model_round_trips_exactly(tmp_path):
+    be, g, run = _prepare(tmp_path, "r")
+    res = train(run, be, g)
+    gen = torch.Generator().manual_seed(11)
+    in_memory = res.trainer.sample_ids(64, 1.0, gen)
+    loaded = load_run(run, device="cpu")
+    gen = torch.Generator().manual_seed(11)
+    assert torch.equal(loaded.trainer.sample_ids(64, 1.0, gen), in_memory)
+    assert loaded.sample(20, seed=3) == load_run(run, device="cpu").sample(20, seed=3)
+    assert loaded.sample(20, seed=3) != loaded.sample(20, seed=4)
+    assert all(len(s) <= 12 for s in loaded.sample(200, tau=0.5, seed=0))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_checkpoint_loading_never_executes_code(tmp_path, monkeypatch):
+    be, g, run = _prepare(tmp_path, "r")
+    train(run, be, g)
+    monkeypatch.chdir(tmp_path)
+    with open(run / "checkpoint.pt", "wb") as f:
+        pickle.dump({"iteration": 1, "trainer": _Evil()}, f)
+    with pytest.raises(RunError, match="cannot load checkpoint"):
+        load_run(run, device="cpu")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cli_train_sample_and_defaults(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    r = runner.invoke(main, ["train", "--grammar", "grammars/arith.lark", "--iterations", "12", "--batch-size", "16",
+                             "--device", "cpu", "--out", str(run), "-o", "hidden_g=8", "--seed", "2", "--eval-every", "6"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == str(run)
+    for name in ["config.json", "checkpoint.pt", "metrics.jsonl", "samples.txt", "data.txt", "grammar.lark"]:
+        assert (run / name).exists(), name
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["options"]["hidden_g"] == 8 and cfg["options"]["iterations"] == 12
+    assert any("eval_validity" in m for m in read_metrics(run))
+    a = runner.invoke(main, ["sample", "-n", "30", "--seed", "1", "--tau", "0.5"])
+    b = runner.invoke(main, ["sample", "-n", "30", "--seed", "1", "--tau", "0.5", "--run", str(run)])
+    assert a.exit_code == 0 and a.stdout == b.stdout and len(a.stdout.splitlines()) == 30
+    j = runner.invoke(main, ["sample", "-n", "3", "--json", "--seed", "1", "--tau", "0.5"])
+    assert json.loads(j.stdout)["samples"] == a.stdout.splitlines()[:3]
+
+
+def test_cli_refuses_to_clobber_a_run(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    args = ["train", "--iterations", "3", "--batch-size", "8", "--device", "cpu", "--out", str(run), "--eval-every", "0"]
+    assert runner.invoke(main, args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    r = runner.invoke(main, args)
+    assert r.exit_code == 1 and "already holds a run" in r.output
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_cli_bad_option_and_backend(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(main, ["train", "-o", "hiden_g=3", "--out", str(tmp_path / "x"), "--device", "cpu"])
+    assert r.exit_code == 1 and "unknown option 'hiden_g'" in r.output
+    assert not (tmp_path / "x").exists()
+    r = runner.invoke(main, ["train", "--backend", "nope", "--out", str(tmp_path / "y")])
+    assert r.exit_code == 1 and "known backends" in r.output
+    r = runner.invoke(main, ["sample", "--run", str(tmp_path / "none")])
+    assert r.exit_code == 1 and "no such run directory" in r.output
+    r = runner.invoke(main, ["sample", "--tau", "0"])
+    assert r.exit_code == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_train_and_sample(tmp_path):
+    be, g, run = _prepare(tmp_path, "r")
+    res = train(run, be, g, device="cuda")
+    assert res.iterations == 24
+    assert len(load_run(run, device="cuda").sample(50, seed=0)) == 50
