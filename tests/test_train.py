@@ -116,8 +116,8 @@ def test_cli_train_sample_and_defaults(tmp_path):
     a = runner.invoke(main, ["sample", "-n", "30", "--seed", "1", "--tau", "0.5"])
     b = runner.invoke(main, ["sample", "-n", "30", "--seed", "1", "--tau", "0.5", "--run", str(run)])
     assert a.exit_code == 0 and a.stdout == b.stdout and len(a.stdout.splitlines()) == 30
-    j = runner.invoke(main, ["sample", "-n", "3", "--json", "--seed", "1", "--tau", "0.5"])
-    assert json.loads(j.stdout)["samples"] == a.stdout.splitlines()[:3]
+    j = runner.invoke(main, ["sample", "-n", "30", "--json", "--seed", "1", "--tau", "0.5"])
+    assert json.loads(j.stdout)["samples"] == a.stdout.splitlines()
 
 
 def test_cli_refuses_to_clobber_a_run(tmp_path):
