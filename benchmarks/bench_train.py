@@ -123,7 +123,9 @@ def rate(fn: Callable[[], None], units: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--iters", type=int, default=200, help="training iterations per repeat")
     parser.add_argument("--samples", type=int, default=100_000)
@@ -156,7 +158,8 @@ def main() -> None:
     # Warm-up (allocator, oneDNN primitive caches, lazy init).
     train(ours, "ours")(), train(ref, "ref")(), sample_ours(), sample_ref()
 
-    results: dict[str, list[float]] = {k: [] for k in ("train_ours", "train_ref", "samp_ours", "samp_ref")}
+    keys = ("train_ours", "train_ref", "samp_ours", "samp_ref")
+    results: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(args.repeats):
         results["train_ours"].append(rate(train(ours, "ours"), args.iters))
         results["train_ref"].append(rate(train(ref, "ref"), args.iters))
@@ -166,7 +169,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"median of {args.repeats} repeats")
-    print(f"training (paper preset, batch {BATCH}, state {HIDDEN}, length {MAX_LEN}, vocab {VOCAB}):")
+    sizes = f"batch {BATCH}, state {HIDDEN}, length {MAX_LEN}, vocab {VOCAB}"
+    print(f"training (paper preset, {sizes}):")
     print(f"  gumbel-lstm-gan  {med['train_ours']:10.1f} it/s")
     print(f"  reference        {med['train_ref']:10.1f} it/s")
     print(f"  ratio            {med['train_ours'] / med['train_ref']:10.2f}x")

@@ -317,3 +317,43 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
         return
     for chunk in run.sample_iter(count, tau=tau, seed=seed):
         sys.stdout.write("".join(s + "\n" for s in chunk))
+
+
+@main.command("reproduce")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduction", show_default=True, help="Report directory (re-running resumes it).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quick", is_flag=True, help="The same pipeline with tiny budgets (a smoke test, not the paper's numbers).")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--only", multiple=True, help="Train only these models (mle, gan-a, gan-b, gan-c, gan-d, gan-best); repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
+@domain_errors
+def reproduce_cmd(out_dir: str, seed: int, quick: bool, device: str, only: tuple[str, ...], as_json: bool) -> None:
+    """Reproduce the paper with numbers: train its models and the best preset, score, report."""
+    from .progress import RichProgress
+    from .reproduce import COLUMNS, paper_models, reproduce, table_rows
+
+    known = [m.key for m in paper_models()]
+    for key in only:
+        if key not in known:
+            raise click.BadParameter(f"{key!r}; choose from {', '.join(known)}", param_hint="--only")
+    try:
+        repro = reproduce(
+            out_dir,
+            seed=seed,
+            quick=quick,
+            device=device,
+            only=list(only) or None,
+            progress=lambda spec: [RichProgress(err, label=spec.label)],
+            on_message=lambda m: err.print(m),
+        )
+    except KeyboardInterrupt:
+        err.print(f"stopped; run the same command again to resume from {out_dir}")
+        sys.exit(130)
+    if as_json:
+        _emit_json(repro.to_dict())
+        return
+    table = Table(*COLUMNS, title=f"arith, seed {seed}, {repro.n_samples} samples per model" + (" (quick)" if quick else ""))
+    for row in table_rows(repro):
+        table.add_row(*row)
+    out.print(table)
+    err.print(f"wrote {out_dir}/report.md, report.json, losses.png, samples.png")

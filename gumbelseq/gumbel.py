@@ -21,13 +21,21 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["gumbel_noise", "gumbel_softmax", "gumbel_max", "straight_through", "check_tau"]
+__all__ = [
+    "gumbel_noise",
+    "gumbel_softmax",
+    "gumbel_max",
+    "straight_through",
+    "check_tau",
+    "uniform",
+]
 
 # U must avoid 0 (log 0 = -inf) and 1 (log 1 = 0, then -log 0 = inf). torch.rand in float32
 # never returns 1.0 but may return 0.0; clamp both ends anyway so any backend is safe.
 # With these bounds g lies in about [-4.48, 16.6]: finite even after a cast to float16.
 _U_MIN = torch.finfo(torch.float32).tiny
 _U_MAX = 1.0 - torch.finfo(torch.float32).eps / 2  # the largest float32 below 1
+_SHORT = 64  # category counts up to this use the leading-dimension softmax (see below)
 
 
 def gumbel_noise(
@@ -40,14 +48,27 @@ def gumbel_noise(
     """Standard Gumbel noise ``-log(-log U)``, always finite.
 
     Computed in float32 (float16 would round U to 0 or 1 far too often) and cast to ``dtype``
-    at the end. ``device`` defaults to the generator's device.
+    at the end. ``device`` defaults to the generator's device; a generator on another device
+    draws there and the result is moved (so a CPU generator gives the same numbers anywhere).
     """
-    if device is None and generator is not None:
-        device = generator.device
-    u = torch.rand(tuple(shape), generator=generator, device=device, dtype=torch.float32)
+    u = uniform(shape, generator=generator, device=device)
     # In place: this is on the hot path of every training step and every sampling chunk.
     g = u.clamp_(_U_MIN, _U_MAX).log_().neg_().log_().neg_()
     return g if dtype == torch.float32 else g.to(dtype)
+
+
+def uniform(
+    shape: Sequence[int] | torch.Size,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """float32 ``U[0, 1)`` drawn on the generator's device, then moved to ``device``."""
+    source = generator.device if generator is not None else device
+    u = torch.rand(tuple(shape), generator=generator, device=source, dtype=torch.float32)
+    if device is not None and torch.device(device) != u.device:
+        u = u.to(device)
+    return u
 
 
 def check_tau(tau: float) -> float:
@@ -95,18 +116,27 @@ def gumbel_softmax(
     if noise is None:
         noise = gumbel_noise(x.shape, generator=generator, device=x.device)
     scores = x + noise.float()
+    # CPU softmax over a short last dimension (a vocabulary of 6) is ~5x slower than over a
+    # short leading one, so small category counts are moved to the front and back.
+    dim = 0 if 1 < scores.shape[-1] <= _SHORT and scores.dim() > 1 else -1
+    if dim == 0:
+        scores = scores.movedim(-1, 0).contiguous()
     # Remove the row max BEFORE dividing by tau: then every entry is <= 0, the max entry is
     # exactly 0, and the division can only underflow to -inf (exp -> 0), never overflow to
     # +inf. The max is detached: softmax is shift-invariant, so the gradient is unchanged.
-    shifted = scores - scores.amax(dim=-1, keepdim=True).detach()
-    soft = torch.softmax(shifted / tau, dim=-1)
+    shifted = scores - scores.amax(dim=dim, keepdim=True).detach()
+    soft = torch.softmax(shifted / tau, dim=dim)
     if hard:
         # argmax of the shifted scores, not of `soft`: `soft` can tie at 1.0 after underflow.
-        soft = straight_through(soft, shifted.argmax(dim=-1))
-    return soft.to(logits.dtype)
+        # (max().indices: the first maximum like argmax, and much faster on CPU.)
+        index = shifted.max(dim=dim).indices
+        soft = straight_through(soft.movedim(dim, -1), index)
+    elif dim == 0:
+        soft = soft.movedim(0, -1)
+    return soft.contiguous().to(logits.dtype)
 
 
 def gumbel_max(logits: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One categorical draw from ``softmax(logits)`` per row: ``argmax(logits + g)`` (LongTensor)."""
+    """One draw from ``softmax(logits)`` per row: ``argmax(logits + g)``, a LongTensor."""
     x = logits.detach().float()
-    return (x + gumbel_noise(x.shape, generator=generator, device=x.device)).argmax(dim=-1)
+    return (x + gumbel_noise(x.shape, generator=generator, device=x.device)).max(dim=-1).indices

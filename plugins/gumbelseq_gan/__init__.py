@@ -20,7 +20,10 @@ with one z per iteration (and half the generator work of recomputing it).
 Presets and options: every preset-controlled option defaults to ``None`` ("not given");
 ``resolve_options`` fills the ``None`` fields from the preset table, so any value given
 explicitly (``-o key=value`` or ``--iterations`` / ``--batch-size``) wins over the preset.
-After ``resolve_options`` every field holds a concrete value.
+After ``resolve_options`` every field holds a concrete value. Two preset values scale with the
+run length, so a shortened run keeps the same shape: ``anneal_iters`` defaults to half of
+``iterations`` (10,000 of the paper's 20,000) and ``pretrain_iters`` to a preset-given fraction
+of it (0 for ``paper``, 10% for ``best``). ``gen_batch`` defaults to ``batch_size``.
 
 ``pretrain_iters`` counts inside ``iterations``: during iterations ``0 .. pretrain_iters-1`` G
 minimises the teacher-forced cross-entropy (the ``mle-lstm`` loss, with the initial state drawn
@@ -32,6 +35,7 @@ the adversarial phase starts.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -51,12 +55,12 @@ G_LOSSES = ("kl", "nonsat")
 ANNEAL = ("both", "real")
 NOISE = ("h0c0", "h0")
 
-#: Preset tables. A field missing from a preset keeps the paper's value.
+#: Preset tables. A field missing from a preset keeps the paper's value. ``*_fraction`` keys
+#: are fractions of ``iterations`` (not option names); ``gen_batch`` follows ``batch_size``.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         iterations=20_000,
         batch_size=200,
-        gen_batch=None,  # None: same as batch_size
         hidden_g=10,
         hidden_d=10,
         hard=False,
@@ -64,11 +68,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         schedule="linear",
         tau_start=5.0,
         tau_end=1.0,
-        anneal_iters=10_000,
+        anneal_iters_fraction=0.5,  # 10,000 of 20,000
         anneal="both",
         noise="h0c0",
         d_steps=1,
-        pretrain_iters=0,
+        pretrain_iters_fraction=0.0,
         lr_g=1e-3,
         lr_d=1e-3,
         beta1=0.5,
@@ -82,7 +86,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         hidden_d=32,
         hard=True,
         real_peak=1.0,
-        pretrain_iters=2_000,
+        pretrain_iters_fraction=0.1,  # 2,000 of 20,000
         d_steps=2,
         schedule="exponential",
         tau_start=2.0,
@@ -114,7 +118,7 @@ class GANOptions(BaseOptions):
     gen_batch: int | None = None
     hidden_g: int | None = None
     hidden_d: int | None = None
-    #: Straight-through: G emits (and D sees) exact one-hots; gradients flow through the soft sample.
+    #: Straight-through: G emits (and D sees) exact one-hots; gradients go through the soft sample.
     hard: bool = None  # type: ignore[assignment]
     #: kl: -mean logit D(G(z)) (paper); nonsat: -mean log D(G(z)).
     g_loss: str | None = None
@@ -122,7 +126,8 @@ class GANOptions(BaseOptions):
     schedule: str | None = None
     tau_start: float | None = None
     tau_end: float | None = None
-    #: Iterations (after pre-training) over which tau goes from tau_start to tau_end.
+    #: Iterations (after pre-training) over which tau goes from tau_start to tau_end
+    #: (preset default: half of `iterations`).
     anneal_iters: int | None = None
     #: both: real and generated vectors share the schedule; real: only the real vectors are
     #: annealed and G runs at tau_end (paper variant c).
@@ -131,7 +136,8 @@ class GANOptions(BaseOptions):
     noise: str | None = None
     #: D steps per G step; each draws a fresh real minibatch and fresh z.
     d_steps: int | None = None
-    #: Leading iterations (inside `iterations`) where G trains by teacher-forced MLE.
+    #: Leading iterations (inside `iterations`) where G trains by teacher-forced MLE
+    #: (preset default: a fraction of `iterations`: paper 0, best 10%).
     pretrain_iters: int | None = None
     lr_g: float | None = None
     lr_d: float | None = None
@@ -199,12 +205,26 @@ def _init_seed(seed: int) -> int:
     return (seed * 6364136223846793005 + 1442695040888963407) % (2**63)
 
 
+
+def _restore_rng(generator: torch.Generator, rng_state: torch.Tensor) -> None:
+    """Restore the training stream; a state saved on another device type (CUDA's Philox state
+    is not a CPU Mersenne-Twister state) cannot be, and then only exact resumption is lost."""
+    try:
+        generator.set_state(rng_state.cpu())
+    except RuntimeError:
+        warnings.warn(
+            "the training RNG state was saved on another device type and cannot be restored "
+            f"on {generator.device}; sampling is unaffected, resumed training is not bit-identical",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
 class GANTrainer(Trainer):
     """Trains G and D of ``gumbel-lstm-gan``. All training randomness comes from ``generator``."""
 
     #: Rows per chunk in ``sample_ids``: big enough to amortise per-op overhead, small enough
     #: for the per-step tensors to stay in cache.
-    sample_chunk = 8192
+    sample_chunk = 16384
 
     def __init__(
         self,
@@ -263,10 +283,11 @@ class GANTrainer(Trainer):
         for j in range(o.d_steps):
             last = j == o.d_steps - 1
             real_ids = self._real_batch(b_real)
-            # All Gumbel noise of this D step (real and generated vectors, every step) in one call.
+            # All Gumbel noise of this D step (real and generated vectors, every step) in one
+            # call, drawn [T, V, B] (the generator's internal layout) and viewed as [T, B, V].
             noise = gumbel_noise(
-                (self.max_len, b_real + b_fake, self.vocab_size), generator=gen, device=self.device
-            )
+                (self.max_len, self.vocab_size, b_real + b_fake), generator=gen, device=self.device
+            ).transpose(1, 2)
             state = self.G.draw_state(b_fake, gen)
             with torch.set_grad_enabled(last and not pretrain):
                 fake = self.G(state, noise[:, b_real:], tau_g, o.hard)
@@ -330,7 +351,7 @@ class GANTrainer(Trainer):
         self.D.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.generator.set_state(state["rng"].cpu())
+        _restore_rng(self.generator, state["rng"])
         self.steps_done = int(state.get("steps_done", 0))
 
     # -- sampling -----------------------------------------------------------------------------
@@ -374,8 +395,16 @@ class GumbelLSTMGAN(Backend):
             if f.name in table and getattr(options, f.name) is None
         }
         resolved = replace(options, **missing)
+        derived: dict[str, int] = {}
         if resolved.gen_batch is None:
-            resolved = replace(resolved, gen_batch=resolved.batch_size)
+            derived["gen_batch"] = resolved.batch_size
+        if resolved.anneal_iters is None:
+            fraction = table["anneal_iters_fraction"]
+            derived["anneal_iters"] = max(1, round(resolved.iterations * fraction))
+        if resolved.pretrain_iters is None:
+            fraction = table["pretrain_iters_fraction"]
+            derived["pretrain_iters"] = round(resolved.iterations * fraction)
+        resolved = replace(resolved, **derived)
         if resolved.pretrain_iters > resolved.iterations:
             raise OptionError(
                 f"option pretrain_iters={resolved.pretrain_iters} is invalid: expected an "

@@ -1,4 +1,4 @@
-"""Networks and temperature schedules of the Gumbel-softmax LSTM GAN (Kusner & Hernandez-Lobato 2016).
+"""Networks and temperature schedules of the Gumbel-softmax LSTM GAN (Kusner & Hernandez-Lobato).
 
 Kept free of training-loop and option logic so the modules can be read (and reused) alone.
 """
@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from gumbelseq.gumbel import gumbel_softmax
+from gumbelseq.gumbel import gumbel_softmax, uniform
 from gumbelseq.lstm import FeedbackLSTM
 
 __all__ = [
@@ -49,9 +49,9 @@ class Generator(nn.Module):
         device = self.net.head.weight.device
         hs = self.hidden_size
         if self.c0 is None:
-            z = torch.rand((n, 2 * hs), generator=generator, device=device)
+            z = uniform((n, 2 * hs), generator=generator, device=device)
             return z[:, :hs], z[:, hs:]
-        h0 = torch.rand((n, hs), generator=generator, device=device)
+        h0 = uniform((n, hs), generator=generator, device=device)
         return h0, self.c0.expand(n, hs)
 
     def forward(

@@ -1,0 +1,296 @@
+"""Reproduce Kusner & Hernandez-Lobato (2016) with numbers, and the preset that beats it.
+
+``reproduce(out_dir, seed=0)`` draws one training set from the arith grammar (5000 strings,
+length <= 12), trains every model of the paper's figures on it (the MLE baseline, the GAN (a)
+and its variants (b), (c), (d)) plus the ``best`` preset, samples 10,000 strings from each and
+scores them against the grammar and the training set. A reference row scores a fresh draw from
+the grammar the same way, as MOSES does for its training set: it is what a perfect model gets.
+
+Each model trains in its own run directory under ``out_dir/runs``; re-running the command
+reuses finished runs and resumes unfinished ones, so a long reproduction survives a Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .atomic import atomic_open, write_text_atomic
+from .dataset import draw_dataset, write_lines
+from .grammar import Grammar, load_grammar
+from .registry import get_backend
+from .run import load_run
+from .score import Report, score_samples
+from .train import Callback, TrainConfig, load_config, prepare_run, read_data, read_metrics, train
+
+MAX_LEN = 12
+N_TRAIN = 5000
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    label: str
+    backend: str
+    options: dict[str, Any]
+    what: str
+
+
+def paper_models() -> list[ModelSpec]:
+    """The rows of the table: the paper's models, then the preset that beats them."""
+    gan = "gumbel-lstm-gan"
+    return [
+        ModelSpec("mle", "MLE LSTM", "mle-lstm", {}, "teacher-forced LSTM, the paper's reference"),
+        ModelSpec("gan-a", "GAN (a) paper", gan, {"preset": "paper"}, "the paper's recipe, tau 5 -> 1"),
+        ModelSpec("gan-b", "GAN (b) 1000 gen", gan, {"preset": "paper", "gen_batch": 1000}, "1,000 generated samples per minibatch"),
+        ModelSpec("gan-c", "GAN (c) anneal real", gan, {"preset": "paper", "anneal": "real"}, "only the real vectors' tau annealed, G at tau 1"),
+        ModelSpec("gan-d", "GAN (d) noise h0", gan, {"preset": "paper", "noise": "h0"}, "noise in h0 only, learned C0"),
+        ModelSpec("gan-best", "GAN best", gan, {"preset": "best"}, "this project's preset (see README)"),
+    ]
+
+
+#: --quick: the same pipeline, tiny budgets, for tests and smoke runs.
+QUICK = {"iterations": 30, "samples": 1000, "batch_size": 50}
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    backend: str
+    what: str
+    command: str
+    options: dict[str, Any]
+    iterations: int
+    train_seconds: float | None
+    validity: float | None
+    unique_valid: int
+    novelty: float | None
+    coverage: float | None
+    train_coverage: float | None
+    tv_strings: float | None
+    tv_lengths: float | None
+    samples: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_report(cls, spec_key: str, label: str, backend: str, what: str, command: str,
+                    options: dict[str, Any], iterations: int, seconds: float | None,
+                    rep: Report, samples: list[str]) -> "Row":
+        return cls(spec_key, label, backend, what, command, options, iterations, seconds,
+                   rep.validity, rep.unique_valid, rep.novelty, rep.coverage,
+                   rep.reference_coverage, rep.tv_strings, rep.tv_lengths, samples[:20])
+
+
+@dataclass
+class Reproduction:
+    out_dir: Path
+    seed: int
+    quick: bool
+    n_samples: int
+    rows: list[Row]
+    environment: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out_dir"] = str(self.out_dir)
+        return d
+
+
+def _command(spec: ModelSpec, seed: int, quick: bool) -> str:
+    opts = " ".join(f"-o {k}={v}" for k, v in spec.options.items())
+    it = f" --iterations {QUICK['iterations']} --batch-size {QUICK['batch_size']}" if quick else ""
+    return f"gumbelseq train --grammar arith --backend {spec.backend} --seed {seed}{it} {opts}".strip()
+
+
+def reproduce(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    device: str = "cpu",
+    only: Sequence[str] | None = None,
+    progress: Callable[[ModelSpec], Sequence[Callback]] | None = None,
+    on_message: Callable[[str], None] | None = None,
+) -> Reproduction:
+    """Train, sample and score every model; write report.{md,json} and figures into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say = on_message or (lambda _m: None)
+    grammar = load_grammar("arith")
+    train_path = out / "train.txt"
+    if train_path.exists():
+        train_set = read_data(train_path)
+    else:
+        train_set = draw_dataset(grammar, N_TRAIN, max_len=MAX_LEN, seed=seed)
+        write_lines(train_path, train_set)
+    n_samples = QUICK["samples"] if quick else 10_000
+    specs = [s for s in paper_models() if only is None or s.key in only]
+
+    rows: list[Row] = []
+    fresh = draw_dataset(grammar, n_samples, max_len=MAX_LEN, seed=seed + 1)
+    rep = score_samples(fresh, grammar, reference=train_set, max_len=MAX_LEN, show_invalid=0)
+    rows.append(Row.from_report("reference", "reference: fresh grammar draw", "-", "a new uniform draw from the grammar",
+                                f"gumbelseq data -n {n_samples} --seed {seed + 1}", {}, 0, None, rep, fresh))
+
+    for spec in specs:
+        run_dir = out / "runs" / spec.key
+        backend = get_backend(spec.backend)
+        options = dict(spec.options)
+        if quick:
+            options.update(iterations=QUICK["iterations"], batch_size=QUICK["batch_size"])
+            if "gen_batch" in options:
+                options["gen_batch"] = min(options["gen_batch"], 4 * QUICK["batch_size"])
+            if spec.options.get("preset") == "best":
+                options.update(pretrain_iters=QUICK["iterations"] // 2)
+        if not (run_dir / "config.json").exists():
+            prepare_run(backend=backend, grammar=grammar, out_dir=run_dir, options=options, data=train_set,
+                        data_source=str(train_path), max_len=MAX_LEN, seed=seed, device=device,
+                        eval_every=max(1, (QUICK["iterations"] if quick else 1000)), final_samples=0)
+        say(f"{spec.label}: training in {run_dir}")
+        timing = run_dir / "timing.json"
+        done = json.loads(timing.read_text()) if timing.exists() else {"train_seconds": 0.0, "finished": False}
+        seconds = done["train_seconds"]
+        if not done["finished"]:
+            t0 = time.perf_counter()
+            result = train(run_dir, backend, grammar, callbacks=progress(spec) if progress else ())
+            seconds += time.perf_counter() - t0
+            write_text_atomic(timing, json.dumps({"train_seconds": seconds, "finished": not result.stopped}) + "\n")
+            if result.stopped:
+                raise KeyboardInterrupt  # the caller says how to resume
+        run = load_run(run_dir, device=device)
+        samples = run.sample(n_samples, tau=1.0, seed=seed)
+        write_lines(run_dir / "samples.txt", samples)
+        rep = score_samples(samples, grammar, reference=train_set, max_len=MAX_LEN, show_invalid=0)
+        cfg: TrainConfig = load_config(run_dir)
+        rows.append(Row.from_report(spec.key, spec.label, spec.backend, spec.what, _command(spec, seed, quick),
+                                    cfg.options, run.iteration, seconds, rep, samples))
+        say(f"{spec.label}: validity {_pct(rep.validity)}, train coverage {_pct(rep.reference_coverage)}, "
+            f"TV lengths {rep.tv_lengths:.3f}")
+
+    repro = Reproduction(out, seed, quick, n_samples, rows, _environment())
+    write_text_atomic(out / "report.json", json.dumps(repro.to_dict(), indent=2) + "\n")
+    write_text_atomic(out / "report.md", render_markdown(repro))
+    _plot_losses(out, specs)
+    _plot_samples(out, rows, grammar)
+    return repro
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+COLUMNS = ("model", "validity", "unique valid", "novelty", "coverage L<=12", "train coverage",
+           "TV strings", "TV lengths", "train time")
+
+
+def table_rows(repro: Reproduction) -> list[list[str]]:
+    out = []
+    for r in repro.rows:
+        t = "-" if r.train_seconds is None else f"{r.train_seconds:.0f} s"
+        out.append([r.label, _pct(r.validity), str(r.unique_valid), _pct(r.novelty), _pct(r.coverage),
+                    _pct(r.train_coverage), _num(r.tv_strings), _num(r.tv_lengths), t])
+    return out
+
+
+def render_markdown(repro: Reproduction) -> str:
+    env = repro.environment
+    lines = [
+        "# Kusner & Hernandez-Lobato (2016), reproduced",
+        "",
+        f"Training set: {N_TRAIN} strings drawn uniformly from `arith` (length <= {MAX_LEN}), seed {repro.seed}"
+        f" (`train.txt`). Each model: {repro.n_samples} samples at tau 1, seed {repro.seed}."
+        + (" **Quick mode: tiny budgets, not the paper's.**" if repro.quick else ""),
+        f"Machine: {env['processor']}, torch {env['torch']}, {env['threads']} threads, {env['date']}.",
+        "",
+        "Validity: fraction of samples in the language. Unique valid: distinct valid samples. Novelty: share of",
+        "those not in the training set. Coverage: distinct valid samples / 1365 strings of length <= 12. Train",
+        "coverage: share of the training set's distinct strings that were sampled. TV: total variation",
+        "distance between the sample and training distributions over strings and over lengths.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(repro)]
+    lines += ["", "## Commands", ""]
+    for r in repro.rows:
+        lines.append(f"- {r.label}: `{r.command}` ({r.what})")
+    lines += ["", "## 20 samples per model (the paper's Fig. 3)", ""]
+    heads = [r.label for r in repro.rows]
+    lines.append("| " + " | ".join(heads) + " |")
+    lines.append("|" + "|".join("---" for _ in heads) + "|")
+    for i in range(20):
+        cells = []
+        for r in repro.rows:
+            s = r.samples[i] if i < len(r.samples) else ""
+            cells.append("`" + s.replace("|", "\\|").replace(" ", "\u2423") + "`" if s else "(empty)")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Loss curves: `losses.png` (the paper's Fig. 2). Samples: `samples.png`.", ""]
+    return "\n".join(lines)
+
+
+def _plot_losses(out: Path, specs: Sequence[ModelSpec]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(specs))
+    nrows = -(-len(specs) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(specs):]:
+        ax.axis("off")
+    for ax, spec in zip(axes.flat, specs):
+        metrics = read_metrics(out / "runs" / spec.key)
+        for key, colour in (("d_loss", "tab:red"), ("g_loss", "tab:blue"), ("loss", "tab:green"), ("mle_loss", "tab:gray")):
+            pts = [(m["iteration"], m[key]) for m in metrics if key in m and m[key] == m[key]]
+            if pts:
+                ax.plot(*zip(*pts), label=key, color=colour, linewidth=0.8)
+        ax.set_title(spec.label, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_open(out / "losses.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _plot_samples(out: Path, rows: Sequence[Row], grammar: Grammar) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2.1 * len(rows), 5.2))
+    ax.axis("off")
+    for j, r in enumerate(rows):
+        x = (j + 0.5) / len(rows)
+        ax.text(x, 1.0, r.label, ha="center", va="top", fontsize=8, weight="bold", transform=ax.transAxes)
+        for i, s in enumerate(r.samples[:20]):
+            ok = grammar.is_valid(s)
+            ax.text(x, 0.94 - i * 0.047, s.replace(" ", "\u2423") or "(empty)", ha="center", va="top",
+                    family="monospace", fontsize=8, color="black" if ok else "tab:red", transform=ax.transAxes)
+    with atomic_open(out / "samples.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
