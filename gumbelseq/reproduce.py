@@ -27,7 +27,7 @@ from .grammar import Grammar, load_grammar
 from .registry import get_backend
 from .run import load_run
 from .score import Report, score_samples
-from .train import Callback, TrainConfig, load_config, prepare_run, read_data, read_metrics, train
+from .train import Callback, load_config, prepare_run, read_data, read_metrics, train
 
 MAX_LEN = 12
 N_TRAIN = 5000
@@ -108,6 +108,53 @@ def _command(spec: ModelSpec, seed: int, quick: bool) -> str:
     return f"gumbelseq train --grammar arith --backend {spec.backend} --seed {seed}{it} {opts}".strip()
 
 
+def run_model(
+    spec: ModelSpec,
+    run_dir: Path,
+    train_set: Sequence[str],
+    grammar: Grammar,
+    *,
+    seed: int = 0,
+    n_samples: int = 10_000,
+    quick: bool = False,
+    device: str = "cpu",
+    progress: Callable[[ModelSpec], Sequence[Callback]] | None = None,
+    on_message: Callable[[str], None] | None = None,
+) -> Row:
+    """Train one model on ``train_set`` in ``run_dir`` (reusing or resuming what is there),
+    draw ``n_samples`` at tau 1 and score them against the grammar and the training set."""
+    say = on_message or (lambda _m: None)
+    backend = get_backend(spec.backend)
+    options = dict(spec.options)
+    if quick:
+        options.update(iterations=QUICK["iterations"], batch_size=QUICK["batch_size"])
+        if "gen_batch" in options:
+            options["gen_batch"] = min(options["gen_batch"], 4 * QUICK["batch_size"])
+    if not (run_dir / "config.json").exists():
+        prepare_run(backend=backend, grammar=grammar, out_dir=run_dir, options=options, data=list(train_set),
+                    data_source="reproduce training set", max_len=MAX_LEN, seed=seed, device=device,
+                    eval_every=QUICK["iterations"] if quick else 1000, final_samples=0)
+    say(f"{spec.label}: training in {run_dir}")
+    timing = run_dir / "timing.json"
+    done = json.loads(timing.read_text()) if timing.exists() else {"train_seconds": 0.0, "finished": False}
+    seconds = done["train_seconds"]
+    if not done["finished"]:
+        t0 = time.perf_counter()
+        result = train(run_dir, backend, grammar, callbacks=progress(spec) if progress else ())
+        seconds += time.perf_counter() - t0
+        write_text_atomic(timing, json.dumps({"train_seconds": seconds, "finished": not result.stopped}) + "\n")
+        if result.stopped:
+            raise KeyboardInterrupt  # the caller says how to resume
+    run = load_run(run_dir, device=device)
+    samples = run.sample(n_samples, tau=1.0, seed=seed)
+    write_lines(run_dir / "samples.txt", samples)
+    rep = score_samples(samples, grammar, reference=train_set, max_len=MAX_LEN, show_invalid=0)
+    say(f"{spec.label}: validity {_pct(rep.validity)}, train coverage {_pct(rep.reference_coverage)}, "
+        f"TV lengths {_num(rep.tv_lengths)}")
+    return Row.from_report(spec.key, spec.label, spec.backend, spec.what, _command(spec, seed, quick),
+                           load_config(run_dir).options, run.iteration, seconds, rep, samples)
+
+
 def reproduce(
     out_dir: str | Path,
     *,
@@ -139,39 +186,9 @@ def reproduce(
                                 f"gumbelseq data -n {n_samples} --seed {seed + 1}", {}, 0, None, rep, fresh))
 
     for spec in specs:
-        run_dir = out / "runs" / spec.key
-        backend = get_backend(spec.backend)
-        options = dict(spec.options)
-        if quick:
-            options.update(iterations=QUICK["iterations"], batch_size=QUICK["batch_size"])
-            if "gen_batch" in options:
-                options["gen_batch"] = min(options["gen_batch"], 4 * QUICK["batch_size"])
-            if spec.options.get("preset") == "best":
-                options.update(pretrain_iters=QUICK["iterations"] // 2)
-        if not (run_dir / "config.json").exists():
-            prepare_run(backend=backend, grammar=grammar, out_dir=run_dir, options=options, data=train_set,
-                        data_source=str(train_path), max_len=MAX_LEN, seed=seed, device=device,
-                        eval_every=max(1, (QUICK["iterations"] if quick else 1000)), final_samples=0)
-        say(f"{spec.label}: training in {run_dir}")
-        timing = run_dir / "timing.json"
-        done = json.loads(timing.read_text()) if timing.exists() else {"train_seconds": 0.0, "finished": False}
-        seconds = done["train_seconds"]
-        if not done["finished"]:
-            t0 = time.perf_counter()
-            result = train(run_dir, backend, grammar, callbacks=progress(spec) if progress else ())
-            seconds += time.perf_counter() - t0
-            write_text_atomic(timing, json.dumps({"train_seconds": seconds, "finished": not result.stopped}) + "\n")
-            if result.stopped:
-                raise KeyboardInterrupt  # the caller says how to resume
-        run = load_run(run_dir, device=device)
-        samples = run.sample(n_samples, tau=1.0, seed=seed)
-        write_lines(run_dir / "samples.txt", samples)
-        rep = score_samples(samples, grammar, reference=train_set, max_len=MAX_LEN, show_invalid=0)
-        cfg: TrainConfig = load_config(run_dir)
-        rows.append(Row.from_report(spec.key, spec.label, spec.backend, spec.what, _command(spec, seed, quick),
-                                    cfg.options, run.iteration, seconds, rep, samples))
-        say(f"{spec.label}: validity {_pct(rep.validity)}, train coverage {_pct(rep.reference_coverage)}, "
-            f"TV lengths {rep.tv_lengths:.3f}")
+        row = run_model(spec, out / "runs" / spec.key, train_set, grammar, seed=seed, n_samples=n_samples,
+                        quick=quick, device=device, progress=progress, on_message=say)
+        rows.append(row)
 
     repro = Reproduction(out, seed, quick, n_samples, rows, _environment())
     write_text_atomic(out / "report.json", json.dumps(repro.to_dict(), indent=2) + "\n")
