@@ -4,7 +4,7 @@ import functools
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from gumbelseq.dataset import draw_dataset
 from gumbelseq.grammar import builtin_grammars, load_grammar
