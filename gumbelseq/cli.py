@@ -232,12 +232,24 @@ def train_cmd(
     plugins_dir: str | None,
 ) -> None:
     """Train a model; Ctrl-C stops cleanly with a resumable checkpoint."""
+    from click.core import ParameterSource
+
     from .options import parse_pairs
     from .progress import RichProgress
     from .registry import get_backend
     from .train import load_config, prepare_run, read_data, remember_last_run, resolve_device, train
 
+    ctx = click.get_current_context()
+    device_given = ctx.get_parameter_source("device") is not ParameterSource.DEFAULT
     if resume_dir is not None:
+        # A resumed run continues exactly as configured; silently ignoring a flag would lie.
+        fixed = ["grammar", "data", "data_size", "max_len", "backend", "iterations", "batch_size", "seed",
+                 "out_dir", "opts", "eval_every", "checkpoint_every"]
+        given = [n for n in fixed if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT]
+        if given:
+            opts_of = {p.name: p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0] for p in ctx.command.params}
+            flags = ", ".join(opts_of[n] for n in given)
+            raise click.UsageError(f"--resume continues the run as it was configured; drop {flags}")
         cfg = load_config(resume_dir)
         be = get_backend(cfg.backend, plugins_dir)
         g = load_grammar(Path(resume_dir) / "grammar.lark", on_notice=_notice)
@@ -268,7 +280,8 @@ def train_cmd(
             checkpoint_every=checkpoint_every,
         )
     err.print(f"run directory: {run_dir}")
-    result = train(run_dir, be, g, callbacks=[RichProgress(err, label=be.name)])
+    result = train(run_dir, be, g, callbacks=[RichProgress(err, label=be.name)],
+                   device=device if device_given or resume_dir is None else None)
     remember_last_run(run_dir)
     if result.stopped:
         err.print(f"stopped at iteration {result.iterations}; continue with: gumbelseq train --resume {run_dir}")

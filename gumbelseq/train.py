@@ -167,6 +167,8 @@ def prepare_run(
         data = draw_dataset(grammar, n_data, max_len=bound, seed=seed)
         max_len = bound
     else:
+        if not data:
+            raise GumbelseqError(f"{data_source}: no training strings")
         longest = max(len(s) for s in data)
         if max_len is None:
             max_len = longest

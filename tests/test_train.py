@@ -150,3 +150,15 @@ def test_cuda_train_and_sample(tmp_path):
     res = train(run, be, g, device="cuda")
     assert res.iterations == 24
     assert len(load_run(run, device="cuda").sample(50, seed=0)) == 50
+
+
+def test_cli_resume_continues_and_refuses_new_settings(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    base = ["train", "--iterations", "8", "--batch-size", "8", "--device", "cpu", "--out", str(run), "--eval-every", "0"]
+    assert runner.invoke(main, base).exit_code == 0
+    r = runner.invoke(main, ["train", "--resume", str(run), "--iterations", "50", "-o", "hidden_g=4"])
+    assert r.exit_code == 2 and "drop --iterations, --option" in r.output
+    r = runner.invoke(main, ["train", "--resume", str(run)])
+    assert r.exit_code == 0, r.output
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 8
