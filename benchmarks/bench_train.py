@@ -8,7 +8,7 @@ Prints training iterations/s and sampling strings/s for both, and the ratios; as
 Timings are the median of a few repeats after a warm-up, interleaved (ours, reference, ours, ...)
 so that drift on a shared machine hits both alike.
 
-    PYTHONPATH=.:plugins python benchmarks/bench_train.py [--threads N] [--repeats R]
+    python benchmarks/bench_train.py [--threads N] [--repeats R]
 """
 
 from __future__ import annotations
@@ -23,21 +23,17 @@ from torch import nn
 from torch.nn import functional as F
 
 import gumbelseq_gan
+from gumbelseq.dataset import draw_dataset
+from gumbelseq.grammar import load_grammar
+from gumbelseq.vocab import Vocabulary
 
 VOCAB, MAX_LEN, BATCH, HIDDEN = 6, 12, 200, 10
 
 
 def arith_like_data(n: int = 5000, seed: int = 0) -> torch.Tensor:
-    """Random strings x(op x)* padded with 0, ids: 0 pad, 1 'x', 2..5 operators."""
-    g = torch.Generator().manual_seed(seed)
-    data = torch.zeros((n, MAX_LEN), dtype=torch.long)
-    n_ops = torch.randint(0, (MAX_LEN - 1) // 2 + 1, (n,), generator=g)
-    ops = torch.randint(2, VOCAB, (n, MAX_LEN), generator=g)
-    for i in range(n):
-        length = 2 * int(n_ops[i]) + 1
-        data[i, :length:2] = 1
-        data[i, 1:length:2] = ops[i, 1:length:2]
-    return data
+    """The paper's training set: n uniform arith strings, as ids right-padded with 0."""
+    strings = draw_dataset(load_grammar("arith"), n, max_len=MAX_LEN, seed=seed)
+    return Vocabulary.from_strings(strings).encode(strings, MAX_LEN)
 
 
 # -- the reference: Algorithm 1, written plainly ----------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -12,3 +13,18 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
+    """Restore a saved ``torch.Generator`` state. A state saved on another device type (CUDA's
+    Philox state is not a CPU Mersenne-Twister state) cannot be restored; then only exact
+    resumption of training is lost, so warn instead of failing to load the run."""
+    try:
+        generator.set_state(state.cpu())
+    except RuntimeError:
+        warnings.warn(
+            "a generator state was saved on another device type and cannot be restored "
+            f"on {generator.device}; sampling is unaffected, resumed training is not bit-identical",
+            RuntimeWarning,
+            stacklevel=3,
+        )

@@ -35,7 +35,7 @@ from .dataset import draw_dataset, write_lines
 from .errors import GumbelseqError, RunError
 from .grammar import Grammar
 from .options import build_options, options_to_dict
-from .seed import set_seed
+from .seed import restore_generator, set_seed
 from .vocab import Vocabulary
 
 CONFIG = "config.json"
@@ -270,7 +270,7 @@ def train(
     if (run_dir / CHECKPOINT).exists():
         ckpt = load_checkpoint(run_dir)
         trainer.load_state_dict(ckpt["trainer"])
-        eval_gen.set_state(ckpt["eval_generator"])
+        restore_generator(eval_gen, ckpt["eval_generator"])
         start = int(ckpt["iteration"])
         _truncate_metrics(run_dir / METRICS, start)
     for cb in callbacks:

@@ -1,24 +1,26 @@
 import os
-import random
 
 import pytest
 import torch
 from hypothesis import register_random, settings
 
-# torch draws inside @given tests replay with the example (STYLE.md: register torch's RNG).
-class _TorchRandom(random.Random):
-    def seed(self, a=None, version=2):  # noqa: D401 - hypothesis calls seed/getstate/setstate
-        torch.manual_seed(0 if a is None else hash(a) & 0xFFFFFFFF)
 
-    def getstate(self):
+class _TorchGlobalRandom:
+    """torch's global RNG seen as a ``random.Random``-like object, for Hypothesis to manage,
+    so torch draws inside ``@given`` tests replay with the example (STYLE.md)."""
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def getstate(self) -> torch.Tensor:
         return torch.get_rng_state()
 
-    def setstate(self, state):
+    def setstate(self, state: torch.Tensor) -> None:
         torch.set_rng_state(state)
 
 
-_torch_random = _TorchRandom()
-register_random(_torch_random)
+_TORCH_RANDOM = _TorchGlobalRandom()  # module-level: register_random keeps only a weakref
+register_random(_TORCH_RANDOM)
 
 settings.register_profile("ci", settings.get_profile("ci"), deadline=None)
 settings.register_profile("dev", deadline=None)

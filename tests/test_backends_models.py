@@ -9,7 +9,6 @@ import dataclasses
 import io
 import math
 
-import hypothesis
 import pluggy
 import pytest
 import torch
@@ -25,21 +24,7 @@ from gumbelseq.lstm import FeedbackLSTM, _RelaxedLoop
 from gumbelseq_gan.model import temperature
 
 
-class _TorchGlobalRandom:
-    """torch's global RNG as a ``random.Random``-like object, managed by Hypothesis."""
-
-    def seed(self, seed: int) -> None:
-        torch.manual_seed(seed)
-
-    def getstate(self) -> torch.Tensor:
-        return torch.get_rng_state()
-
-    def setstate(self, state: torch.Tensor) -> None:
-        torch.set_rng_state(state)
-
-
-_TORCH_RANDOM = _TorchGlobalRandom()
-hypothesis.register_random(_TORCH_RANDOM)
+# torch draws replay with each Hypothesis example: conftest.py registers torch's RNG.
 
 VOCAB, MAX_LEN = 6, 12
 CPU = torch.device("cpu")

@@ -19,21 +19,7 @@ from hypothesis import strategies as st
 from gumbelseq.gumbel import check_tau, gumbel_max, gumbel_noise, gumbel_softmax
 
 
-class _TorchGlobalRandom:
-    """torch's global RNG seen as a ``random.Random``-like object, for Hypothesis to manage."""
-
-    def seed(self, seed: int) -> None:
-        torch.manual_seed(seed)
-
-    def getstate(self) -> torch.Tensor:
-        return torch.get_rng_state()
-
-    def setstate(self, state: torch.Tensor) -> None:
-        torch.set_rng_state(state)
-
-
-_TORCH_RANDOM = _TorchGlobalRandom()  # module-level: register_random keeps only a weakref
-hypothesis.register_random(_TORCH_RANDOM)
+# torch draws replay with each Hypothesis example: conftest.py registers torch's RNG.
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 TINY_TO_LARGE_TAU = st.one_of(

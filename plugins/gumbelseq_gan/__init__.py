@@ -35,7 +35,6 @@ the adversarial phase starts.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -46,6 +45,7 @@ from gumbelseq.backend import Backend, BaseOptions, Trainer
 from gumbelseq.errors import OptionError
 from gumbelseq.gumbel import check_tau, gumbel_noise
 from gumbelseq.hookspecs import hookimpl
+from gumbelseq.seed import restore_generator
 
 from .model import SCHEDULES, Discriminator, Generator, real_log_probs, real_vectors, temperature
 
@@ -205,20 +205,6 @@ def _init_seed(seed: int) -> int:
     return (seed * 6364136223846793005 + 1442695040888963407) % (2**63)
 
 
-
-def _restore_rng(generator: torch.Generator, rng_state: torch.Tensor) -> None:
-    """Restore the training stream; a state saved on another device type (CUDA's Philox state
-    is not a CPU Mersenne-Twister state) cannot be, and then only exact resumption is lost."""
-    try:
-        generator.set_state(rng_state.cpu())
-    except RuntimeError:
-        warnings.warn(
-            "the training RNG state was saved on another device type and cannot be restored "
-            f"on {generator.device}; sampling is unaffected, resumed training is not bit-identical",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
 class GANTrainer(Trainer):
     """Trains G and D of ``gumbel-lstm-gan``. All training randomness comes from ``generator``."""
 
@@ -351,7 +337,7 @@ class GANTrainer(Trainer):
         self.D.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        _restore_rng(self.generator, state["rng"])
+        restore_generator(self.generator, state["rng"])
         self.steps_done = int(state.get("steps_done", 0))
 
     # -- sampling -----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ pads, so the length distribution is learned. Sampling is ancestral: a Gumbel-max
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from gumbelseq.backend import Backend, BaseOptions, Trainer
 from gumbelseq.errors import OptionError
 from gumbelseq.gumbel import check_tau
 from gumbelseq.hookspecs import hookimpl
+from gumbelseq.seed import restore_generator
 from gumbelseq.lstm import FeedbackLSTM
 
 __all__ = ["MLELSTM", "MLEOptions", "MLETrainer", "register_backends"]
@@ -59,20 +59,6 @@ class MLEOptions(BaseOptions):
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-
-
-def _restore_rng(generator: torch.Generator, rng_state: torch.Tensor) -> None:
-    """Restore the training stream; a state saved on another device type (CUDA's Philox state
-    is not a CPU Mersenne-Twister state) cannot be, and then only exact resumption is lost."""
-    try:
-        generator.set_state(rng_state.cpu())
-    except RuntimeError:
-        warnings.warn(
-            "the training RNG state was saved on another device type and cannot be restored "
-            f"on {generator.device}; sampling is unaffected, resumed training is not bit-identical",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
 class MLETrainer(Trainer):
     """Teacher-forced maximum-likelihood training of a ``FeedbackLSTM``."""
@@ -132,7 +118,7 @@ class MLETrainer(Trainer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
-        _restore_rng(self.generator, state["rng"])
+        restore_generator(self.generator, state["rng"])
         self.steps_done = int(state.get("steps_done", 0))
 
     @torch.no_grad()
