@@ -1,6 +1,6 @@
 """The built-in backends ``gumbel-lstm-gan`` and ``mle-lstm`` and their shared LSTM.
 
-Run with the plugins importable, e.g. ``PYTHONPATH=.:plugins pytest`` before installation.
+The backends are importable once the project is installed (`pip install -e .`).
 """
 
 from __future__ import annotations
