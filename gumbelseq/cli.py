@@ -21,7 +21,7 @@ from .errors import GumbelseqError
 from .grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # a notice stays one line
 
 
 def _notice(msg: str) -> None:

@@ -110,3 +110,13 @@ def test_empty_file_is_zero_samples(runner, tmp_path):
     r = runner.invoke(main, ["score", str(p), "--json"])
     assert r.exit_code == 0
     assert json.loads(r.stdout)["total"] == 0
+
+
+def test_earley_fallback_is_one_stderr_line_and_stdout_stays_json(runner, tmp_path):
+    g = tmp_path / "amb.lark"
+    g.write_text('start: s\ns: s "+" s | "x"\n')
+    r = runner.invoke(main, ["score", "-", "--grammar", str(g), "--json"], input="x+x\nx+\n")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["valid"] == 1
+    notice = [line for line in r.stderr.splitlines() if "Earley" in line]
+    assert len(notice) == 1 and str(g) in notice[0]
