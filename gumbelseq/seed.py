@@ -23,7 +23,7 @@ def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
         generator.set_state(state.cpu())
     except RuntimeError:
         warnings.warn(
-            "a generator (RNG) state was saved on another device type and cannot be restored "
+            "a saved RNG state comes from another device type and cannot be restored "
             f"on {generator.device}; sampling is unaffected, resumed training is not bit-identical",
             RuntimeWarning,
             stacklevel=3,
