@@ -25,7 +25,8 @@ from lark.exceptions import (
 )
 from lark.lexer import PatternStr
 
-from .errors import GrammarSyntaxError, InputFileError, UnknownGrammarError
+from .errors import GrammarSyntaxError, UnknownGrammarError
+from .inputs import read_text
 from .recognizer import LalrRecognizer
 
 DEFAULT_GRAMMAR = "arith"
@@ -173,16 +174,7 @@ def load_grammar(
     spec = str(spec)
     if _looks_like_path(spec):
         path = Path(spec)
-        if not path.exists():
-            raise InputFileError(f"{spec}: grammar file not found")
-        if path.is_dir():
-            raise InputFileError(f"{spec}: is a directory, not a grammar file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise InputFileError(f"{spec}: not UTF-8 (byte {e.start})") from None
-        except OSError as e:
-            raise InputFileError(f"{spec}: {e.strerror}") from None
+        text = read_text(path, "grammar file")
         name, shown = path.stem, spec
     else:
         known = {g.name: g for g in builtin_grammars()}

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .errors import GumbelseqError, InputFileError
+from .errors import GumbelseqError
 from .grammar import Grammar
+from .inputs import decode_line, open_binary, strip_sample
 from .language import Language
 
 CHUNK_BYTES = 1 << 20
@@ -71,20 +72,6 @@ def iter_line_chunks(stream: BinaryIO) -> Iterator[list[bytes]]:
         yield chunk
 
 
-def _open_input(path: str | Path) -> BinaryIO:
-    if str(path) == "-":
-        return sys.stdin.buffer
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"{path}: no such file")
-    if p.is_dir():
-        raise InputFileError(f"{path}: is a directory, not a file of samples")
-    try:
-        return open(p, "rb")
-    except OSError as e:
-        raise InputFileError(f"{path}: {e.strerror}") from None
-
-
 def count_distinct(chunks: Iterable[list[bytes]], source: str) -> dict[str, list[int]]:
     """Map each distinct sample (padding removed) to ``[count, first line]``."""
     raw: dict[bytes, list[int]] = {}
@@ -108,11 +95,7 @@ def count_distinct(chunks: Iterable[list[bytes]], source: str) -> dict[str, list
         base += len(chunk)
     out: dict[str, list[int]] = {}
     for k, (c, line) in raw.items():
-        b = k.rstrip(b"\n").rstrip(b"\r").rstrip(b" ")
-        try:
-            s = b.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputFileError(f"{source}:{line}: not valid UTF-8 (column {e.start + 1})") from None
+        s = decode_line(k, source, line)
         e2 = out.get(s)
         if e2 is None:
             out[s] = [c, line]
@@ -124,7 +107,7 @@ def count_distinct(chunks: Iterable[list[bytes]], source: str) -> dict[str, list
 
 def read_distinct(path: str | Path) -> dict[str, list[int]]:
     """Distinct samples of a file (or ``-``) with their counts and first lines."""
-    stream = _open_input(path)
+    stream = open_binary(path, "file of samples")
     try:
         return count_distinct(iter_line_chunks(stream), str(path))
     finally:
@@ -253,7 +236,7 @@ def score_samples(
 def _distinct_strings(samples: Iterable[str]) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for i, s in enumerate(samples, 1):
-        s = s.rstrip("\n").rstrip("\r").rstrip(" ")
+        s = strip_sample(s)
         e = out.get(s)
         if e is None:
             out[s] = [1, i]

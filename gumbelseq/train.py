@@ -34,6 +34,7 @@ from .backend import Backend, Trainer
 from .dataset import draw_dataset, write_lines
 from .errors import GumbelseqError, RunError
 from .grammar import Grammar
+from .inputs import read_lines
 from .options import build_options, options_to_dict
 from .seed import restore_generator, set_seed
 from .vocab import Vocabulary
@@ -92,19 +93,7 @@ def resolve_device(name: str) -> torch.device:
 
 def read_data(path: str | Path) -> list[str]:
     """Training strings from a file, one per line, trailing spaces (padding) removed."""
-    p = Path(path)
-    if not p.exists():
-        raise GumbelseqError(f"{path}: no such file")
-    if p.is_dir():
-        raise GumbelseqError(f"{path}: is a directory, not a data file")
-    out = []
-    with open(p, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            try:
-                s = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise GumbelseqError(f"{path}:{i}: not valid UTF-8 (column {e.start + 1})") from None
-            out.append(s.rstrip("\n").rstrip("\r").rstrip(" "))
+    out = read_lines(path, "data file")
     if not out:
         raise GumbelseqError(f"{path}: no training strings")
     return out
