@@ -29,13 +29,15 @@ vocabulary 6, batch 200) time goes into per-op overhead, not arithmetic, so:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .gumbel import check_tau, gumbel_noise, straight_through
 
-__all__ = ["FeedbackLSTM"]
+__all__ = ["FeedbackLSTM", "sample_in_chunks"]
 
 
 class _RelaxedLoop(torch.autograd.Function):
@@ -304,3 +306,18 @@ class FeedbackLSTM(nn.Module):
         distribution is learned too)."""
         logits = self.teacher_forced_logits(ids, state)
         return F.cross_entropy(logits.reshape(-1, self.vocab_size), ids.t().reshape(-1))
+
+
+def sample_in_chunks(
+    n: int, chunk: int, steps: int, device: torch.device, draw: Callable[[int], torch.Tensor]
+) -> torch.Tensor:
+    """``draw(m)`` for successive chunks of at most ``chunk`` rows, concatenated to ``[n, steps]``.
+
+    Chunks keep the per-step tensors small enough to stay in cache however many samples are
+    asked for; ``draw`` uses the caller's generator, so the stream is the same as one big draw
+    split the same way.
+    """
+    parts = [draw(min(chunk, n - start)) for start in range(0, n, chunk)]
+    if not parts:
+        return torch.empty((0, steps), dtype=torch.long, device=device)
+    return torch.cat(parts)

@@ -45,6 +45,7 @@ from gumbelseq.backend import Backend, BaseOptions, Trainer
 from gumbelseq.errors import OptionError
 from gumbelseq.gumbel import check_tau, gumbel_noise
 from gumbelseq.hookspecs import hookimpl
+from gumbelseq.lstm import sample_in_chunks
 from gumbelseq.seed import restore_generator
 
 from .model import SCHEDULES, Discriminator, Generator, real_log_probs, real_vectors, temperature
@@ -349,15 +350,12 @@ class GANTrainer(Trainer):
         the model was trained with ``hard``)."""
         tau = check_tau(tau)
         feedback = "hard" if self.options.hard else "soft"
-        chunks = []
-        for start in range(0, n, self.sample_chunk):
-            m = min(self.sample_chunk, n - start)
-            state = self.G.draw_state(m, generator)
-            chunks.append(self.G.net.sample(state, self.max_len, tau, generator, feedback=feedback))
-        if not chunks:
-            return torch.empty((0, self.max_len), dtype=torch.long, device=self.device)
-        return torch.cat(chunks)
 
+        def draw(m: int) -> torch.Tensor:
+            state = self.G.draw_state(m, generator)
+            return self.G.net.sample(state, self.max_len, tau, generator, feedback=feedback)
+
+        return sample_in_chunks(n, self.sample_chunk, self.max_len, self.device, draw)
 
 class GumbelLSTMGAN(Backend):
     name = "gumbel-lstm-gan"

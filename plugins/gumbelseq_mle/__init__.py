@@ -20,7 +20,7 @@ from gumbelseq.errors import OptionError
 from gumbelseq.gumbel import check_tau
 from gumbelseq.hookspecs import hookimpl
 from gumbelseq.seed import restore_generator
-from gumbelseq.lstm import FeedbackLSTM
+from gumbelseq.lstm import FeedbackLSTM, sample_in_chunks
 
 __all__ = ["MLELSTM", "MLEOptions", "MLETrainer", "register_backends"]
 
@@ -126,16 +126,12 @@ class MLETrainer(Trainer):
         """Ancestral samples ``[n, max_len]`` from ``softmax(logits / tau)``."""
         tau = check_tau(tau)
         hs = self.options.hidden
-        chunks = []
-        for start in range(0, n, self.sample_chunk):
-            m = min(self.sample_chunk, n - start)
+
+        def draw(m: int) -> torch.Tensor:
             zeros = torch.zeros((m, hs), device=self.device)
-            chunks.append(
-                self.net.sample((zeros, zeros), self.max_len, tau, generator, feedback="ancestral")
-            )
-        if not chunks:
-            return torch.empty((0, self.max_len), dtype=torch.long, device=self.device)
-        return torch.cat(chunks)
+            return self.net.sample((zeros, zeros), self.max_len, tau, generator, feedback="ancestral")
+
+        return sample_in_chunks(n, self.sample_chunk, self.max_len, self.device, draw)
 
 
 class MLELSTM(Backend):
