@@ -187,7 +187,9 @@ def score_distinct(
 
 def _tv(p: dict, p_total: int, q: dict, q_total: int) -> float:
     """Total variation distance between two empirical distributions given as counts."""
-    keys = set(p) | set(q)
+    # Sorted keys: a fixed summation order, so the figure is the same in every process
+    # (set order follows the per-process string hash seed).
+    keys = sorted(set(p) | set(q))
     return 0.5 * sum(abs(p.get(k, 0) / p_total - q.get(k, 0) / q_total) for k in keys)
 
 
