@@ -66,7 +66,7 @@ class Backend(abc.ABC):
     description: ClassVar[str]
     #: A dataclass subclassing ``BaseOptions``.
     Options: ClassVar[type[BaseOptions]]
-    #: One paragraph for ``gumbelseq sample --help`` / README: what ``tau`` means here.
+    #: One paragraph on what ``gumbelseq sample --tau`` means here (shown by ``backends --json``).
     tau_help: ClassVar[str] = ""
 
     def resolve_options(self, options: BaseOptions) -> BaseOptions:

@@ -186,6 +186,7 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
                     "description": e.backend.description,
                     "source": e.source,
                     "options": accepted(e.backend.Options),
+                    "tau": e.backend.tau_help,
                 }
                 for e in entries
             ]

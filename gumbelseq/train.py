@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -63,7 +63,6 @@ class TrainConfig:
     checkpoint_every: int = 1000
     final_samples: int = 1000
     version: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Callback:

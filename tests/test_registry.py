@@ -94,6 +94,7 @@ def test_plugin_dir_backend_is_listed_and_trains(plugins_dir, tmp_path):
     assert r.exit_code == 0, r.output
     listed = {b["name"]: b for b in json.loads(r.stdout)}
     assert listed["unigram-test"]["source"].endswith("unigram.py")
+    assert "argmax of the relaxed sample" in listed["gumbel-lstm-gan"]["tau"]
     run = tmp_path / "run"
     r = runner.invoke(
         main,
