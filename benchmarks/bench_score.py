@@ -16,9 +16,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from gumbelseq.dataset import draw_dataset
-from gumbelseq.grammar import load_grammar
-from gumbelseq.score import score_file
+from gumbelseq.lang.dataset import draw_dataset
+from gumbelseq.lang.grammar import load_grammar
+from gumbelseq.lang.score import score_file
 
 
 def make_file(path: Path, lines: int, seed: int = 0) -> None:

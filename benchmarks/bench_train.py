@@ -23,9 +23,9 @@ from torch import nn
 from torch.nn import functional as F
 
 import gumbelseq_gan
-from gumbelseq.dataset import draw_dataset
-from gumbelseq.grammar import load_grammar
-from gumbelseq.vocab import Vocabulary
+from gumbelseq.lang.dataset import draw_dataset
+from gumbelseq.lang.grammar import load_grammar
+from gumbelseq.model.vocab import Vocabulary
 
 VOCAB, MAX_LEN, BATCH, HIDDEN = 6, 12, 200, 10
 

@@ -13,10 +13,10 @@ import argparse
 import json
 from pathlib import Path
 
-from gumbelseq.dataset import draw_dataset, write_lines
-from gumbelseq.grammar import load_grammar
-from gumbelseq.reproduce import COLUMNS, MAX_LEN, N_TRAIN, ModelSpec, Reproduction, _environment, run_model, table_rows
-from gumbelseq.train import read_data
+from gumbelseq.lang.dataset import draw_dataset, write_lines
+from gumbelseq.lang.grammar import load_grammar
+from gumbelseq.model.reproduce import COLUMNS, MAX_LEN, N_TRAIN, ModelSpec, Reproduction, _environment, run_model, table_rows
+from gumbelseq.model.train import read_data
 
 GAN = "gumbel-lstm-gan"
 VARIANTS = [

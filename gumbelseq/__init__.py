@@ -5,7 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import GumbelseqError  # noqa: E402
-from .grammar import Grammar, Validation, builtin_grammars, load_grammar  # noqa: E402
+from .lang.grammar import Grammar, Validation, builtin_grammars, load_grammar  # noqa: E402
 
 __all__ = [
     "GumbelseqError",

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import GumbelseqError
-from .grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
+from .lang.grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # a notice stays one line
@@ -91,7 +91,7 @@ def grammars_cmd(as_json: bool) -> None:
 @domain_errors
 def data_cmd(grammar: str, count: int, max_len: int, mode: str, seed: int, output: str | None) -> None:
     """Draw training strings from a grammar, one per line (no padding)."""
-    from .dataset import draw_dataset, write_lines
+    from .lang.dataset import draw_dataset, write_lines
 
     g = load_grammar(grammar, on_notice=_notice)
     lines = draw_dataset(g, count, max_len=max_len, mode=mode, seed=seed)
@@ -112,7 +112,7 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, seed: int, outpu
 @domain_errors
 def score_cmd(file: str, grammar: str, reference: str | None, max_len: int | None, show_invalid: int, as_json: bool) -> None:
     """Score a sample file (one sample per line; FILE may be - for stdin)."""
-    from .score import score_file
+    from .lang.score import score_file
 
     g = load_grammar(grammar, on_notice=_notice)
     rep = score_file(file, g, reference=reference, max_len=max_len, show_invalid=show_invalid)
@@ -174,8 +174,8 @@ plugins_dir_option = click.option(
 @domain_errors
 def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
     """List the registered backends and where each came from."""
-    from .options import accepted
-    from .registry import get_registry
+    from .model.options import accepted
+    from .model.registry import get_registry
 
     entries = get_registry(plugins_dir).entries()
     if as_json:
@@ -235,10 +235,10 @@ def train_cmd(
     """Train a model; Ctrl-C stops cleanly with a resumable checkpoint."""
     from click.core import ParameterSource
 
-    from .options import parse_pairs
-    from .progress import RichProgress
-    from .registry import get_backend
-    from .train import load_config, prepare_run, read_data, remember_last_run, resolve_device, train
+    from .model.options import parse_pairs
+    from .model.progress import RichProgress
+    from .model.registry import get_backend
+    from .model.train import load_config, prepare_run, read_data, remember_last_run, resolve_device, train
 
     ctx = click.get_current_context()
     device_given = ctx.get_parameter_source("device") is not ParameterSource.DEFAULT
@@ -314,7 +314,7 @@ def _default_run_dir(backend: str) -> Path:
 def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: str, output: str | None, as_json: bool, plugins_dir: str | None) -> None:
     """Sample strings from a trained run (one per line, padding removed)."""
     from .atomic import atomic_open
-    from .run import load_run
+    from .model.run import load_run
 
     if not tau > 0 or tau != tau or tau == float("inf"):
         raise click.BadParameter("must be a finite number > 0", param_hint="--tau")
@@ -343,8 +343,8 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
 @domain_errors
 def reproduce_cmd(out_dir: str, seed: int, quick: bool, device: str, only: tuple[str, ...], as_json: bool) -> None:
     """Reproduce the paper with numbers: train its models and the best preset, score, report."""
-    from .progress import RichProgress
-    from .reproduce import COLUMNS, paper_models, reproduce, table_rows
+    from .model.progress import RichProgress
+    from .model.reproduce import COLUMNS, paper_models, reproduce, table_rows
 
     known = [m.key for m in paper_models()]
     for key in only:

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 import gumbelseq_gan
 import gumbelseq_mle
-from gumbelseq import hookspecs
+from gumbelseq.model import hookspecs
 from gumbelseq.errors import OptionError
-from gumbelseq.gumbel import gumbel_noise
-from gumbelseq.lstm import FeedbackLSTM, _RelaxedLoop
+from gumbelseq.model.gumbel import gumbel_noise
+from gumbelseq.model.lstm import FeedbackLSTM, _RelaxedLoop
 from gumbelseq_gan.model import temperature
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from gumbelseq.errors import GrammarSyntaxError, InputFileError, UnknownGrammarError
-from gumbelseq.grammar import builtin_grammars, load_grammar
+from gumbelseq.lang.grammar import builtin_grammars, load_grammar
 
 ARITH_RE = re.compile(r"x([-+*/]x)*")
 

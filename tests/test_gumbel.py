@@ -1,4 +1,4 @@
-"""Properties of the Gumbel machinery (``gumbelseq.gumbel``).
+"""Properties of the Gumbel machinery (``gumbelseq.model.gumbel``).
 
 Invariants are Hypothesis properties; every torch draw comes from a ``torch.Generator`` seeded
 by a Hypothesis-drawn integer (and torch's global RNG is registered with Hypothesis), so a
@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gumbelseq.gumbel import check_tau, gumbel_max, gumbel_noise, gumbel_softmax
+from gumbelseq.model.gumbel import check_tau, gumbel_max, gumbel_noise, gumbel_softmax
 
 
 # torch draws replay with each Hypothesis example: conftest.py registers torch's RNG.

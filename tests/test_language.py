@@ -7,10 +7,10 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gumbelseq.dataset import draw_dataset
+from gumbelseq.lang.dataset import draw_dataset
 from gumbelseq.errors import UnsupportedGrammarError
-from gumbelseq.grammar import builtin_grammars, load_grammar
-from gumbelseq.language import Language
+from gumbelseq.lang.grammar import builtin_grammars, load_grammar
+from gumbelseq.lang.language import Language
 
 GRAMMARS = [g.name for g in builtin_grammars()]
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
-from gumbelseq.dataset import draw_dataset
-from gumbelseq.grammar import builtin_grammars, load_grammar
+from gumbelseq.lang.dataset import draw_dataset
+from gumbelseq.lang.grammar import builtin_grammars, load_grammar
 
 ALPHABETS = {
     "arith": "x+-*/ y",

@@ -1,4 +1,4 @@
-"""Tests for gumbelseq.regex: exact per-length counts and uniform sampling of regex terminals."""
+"""Tests for gumbelseq.lang.regex: exact per-length counts and uniform sampling of regex terminals."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gumbelseq.errors import GrammarSyntaxError, UnsupportedGrammarError
-from gumbelseq.regex import UNIVERSE, RegexLanguage
+from gumbelseq.lang.regex import UNIVERSE, RegexLanguage
 
 PRINTABLE = "".join(chr(c) for c in range(UNIVERSE[0], UNIVERSE[1] + 1))
 WORD = "".join(c for c in PRINTABLE if c.isalnum() or c == "_")

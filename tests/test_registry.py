@@ -5,11 +5,11 @@ from dataclasses import dataclass
 import pytest
 from click.testing import CliRunner
 
-from gumbelseq.backend import BaseOptions
+from gumbelseq.model.backend import BaseOptions
 from gumbelseq.cli import main
 from gumbelseq.errors import OptionError, UnknownBackendError
-from gumbelseq.options import build_options, parse_pairs
-from gumbelseq.registry import Registry
+from gumbelseq.model.options import build_options, parse_pairs
+from gumbelseq.model.registry import Registry
 
 # A complete third-party backend in one loose file: a unigram model over positions.
 PLUGIN = textwrap.dedent(
@@ -18,8 +18,8 @@ PLUGIN = textwrap.dedent(
 
     import torch
 
-    from gumbelseq.backend import Backend, BaseOptions, Trainer
-    from gumbelseq.hookspecs import hookimpl
+    from gumbelseq.model.backend import Backend, BaseOptions, Trainer
+    from gumbelseq.model.hookspecs import hookimpl
 
 
     @dataclass

@@ -3,7 +3,7 @@ import json
 from click.testing import CliRunner
 
 from gumbelseq.cli import main
-from gumbelseq.reproduce import paper_models
+from gumbelseq.model.reproduce import paper_models
 
 
 def test_reproduce_quick_writes_the_full_report(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from gumbelseq.errors import InputFileError
-from gumbelseq.grammar import load_grammar
-from gumbelseq.score import count_distinct, iter_line_chunks, score_file, score_samples
+from gumbelseq.lang.grammar import load_grammar
+from gumbelseq.lang.score import count_distinct, iter_line_chunks, score_file, score_samples
 
 ARITH_RE = re.compile(r"x([-+*/]x)*")
 

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 
 from gumbelseq.cli import main
 from gumbelseq.errors import RunError
-from gumbelseq.grammar import load_grammar
-from gumbelseq.registry import get_backend
-from gumbelseq.run import load_run
-from gumbelseq.train import Callback, prepare_run, read_metrics, train
+from gumbelseq.lang.grammar import load_grammar
+from gumbelseq.model.registry import get_backend
+from gumbelseq.model.run import load_run
+from gumbelseq.model.train import Callback, prepare_run, read_metrics, train
 
 SMALL = {"iterations": 24, "batch_size": 32, "hidden_g": 8, "hidden_d": 8}
 

@@ -41,12 +41,12 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from gumbelseq.backend import Backend, BaseOptions, Trainer
+from gumbelseq.model.backend import Backend, BaseOptions, Trainer
 from gumbelseq.errors import OptionError
-from gumbelseq.gumbel import check_tau, gumbel_noise
-from gumbelseq.hookspecs import hookimpl
-from gumbelseq.lstm import sample_in_chunks
-from gumbelseq.seed import restore_generator
+from gumbelseq.model.gumbel import check_tau, gumbel_noise
+from gumbelseq.model.hookspecs import hookimpl
+from gumbelseq.model.lstm import sample_in_chunks
+from gumbelseq.model.seed import restore_generator
 
 from .model import SCHEDULES, Discriminator, Generator, real_log_probs, real_vectors, temperature
 

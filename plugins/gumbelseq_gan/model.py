@@ -10,8 +10,8 @@ import math
 import torch
 from torch import nn
 
-from gumbelseq.gumbel import gumbel_softmax, uniform
-from gumbelseq.lstm import FeedbackLSTM
+from gumbelseq.model.gumbel import gumbel_softmax, uniform
+from gumbelseq.model.lstm import FeedbackLSTM
 
 __all__ = [
     "Generator",

@@ -4,7 +4,7 @@ Teacher-forced: the input at step t is the one-hot of the true symbol t-1 (``y_0
 initial state is zero, and the cross-entropy covers all ``max_len`` positions including the
 pads, so the length distribution is learned. Sampling is ancestral: a Gumbel-max draw from
 ``softmax(logits / tau)`` per step, its one-hot fed back. The network is
-``gumbelseq.lstm.FeedbackLSTM``, the same one the GAN's generator uses.
+``gumbelseq.model.lstm.FeedbackLSTM``, the same one the GAN's generator uses.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-from gumbelseq.backend import Backend, BaseOptions, Trainer
+from gumbelseq.model.backend import Backend, BaseOptions, Trainer
 from gumbelseq.errors import OptionError
-from gumbelseq.gumbel import check_tau
-from gumbelseq.hookspecs import hookimpl
-from gumbelseq.seed import restore_generator
-from gumbelseq.lstm import FeedbackLSTM, sample_in_chunks
+from gumbelseq.model.gumbel import check_tau
+from gumbelseq.model.hookspecs import hookimpl
+from gumbelseq.model.seed import restore_generator
+from gumbelseq.model.lstm import FeedbackLSTM, sample_in_chunks
 
 __all__ = ["MLELSTM", "MLEOptions", "MLETrainer", "register_backends"]
 

@@ -6,8 +6,8 @@ import random
 from pathlib import Path
 from typing import Iterable
 
-from .atomic import atomic_open
-from .errors import UnsupportedGrammarError
+from ..atomic import atomic_open
+from ..errors import UnsupportedGrammarError
 from .grammar import Grammar
 from .language import MODES, Language
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .errors import UnsupportedGrammarError
+from ..errors import UnsupportedGrammarError
 from .grammar import Grammar
 from .regex import RegexLanguage
 

@@ -29,12 +29,12 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .atomic import atomic_open, write_text_atomic
+from ..atomic import atomic_open, write_text_atomic
 from .backend import Backend, Trainer
-from .dataset import draw_dataset, write_lines
-from .errors import GumbelseqError, RunError
-from .grammar import Grammar
-from .inputs import read_lines
+from ..lang.dataset import draw_dataset, write_lines
+from ..errors import GumbelseqError, RunError
+from ..lang.grammar import Grammar
+from ..inputs import read_lines
 from .options import build_options, options_to_dict
 from .seed import restore_generator, set_seed
 from .vocab import Vocabulary

@@ -25,8 +25,8 @@ from lark.exceptions import (
 )
 from lark.lexer import PatternStr
 
-from .errors import GrammarSyntaxError, UnknownGrammarError
-from .inputs import read_text
+from ..errors import GrammarSyntaxError, UnknownGrammarError
+from ..inputs import read_text
 from .recognizer import LalrRecognizer
 
 DEFAULT_GRAMMAR = "arith"

@@ -12,4 +12,4 @@ hookimpl = pluggy.HookimplMarker("gumbelseq")
 
 @hookspec
 def register_backends(register: Callable[[object], None]) -> None:
-    """Call ``register(backend)`` once for each ``gumbelseq.backend.Backend`` instance you provide."""
+    """Call ``register(backend)`` once for each ``gumbelseq.model.backend.Backend`` instance you provide."""

@@ -17,7 +17,7 @@ import pluggy
 
 from . import hookspecs
 from .backend import Backend
-from .errors import GumbelseqError, UnknownBackendError
+from ..errors import GumbelseqError, UnknownBackendError
 
 ENTRY_POINT_GROUP = "gumbelseq"
 PLUGINS_DIR_ENV = "GUMBELSEQ_PLUGINS_DIR"
@@ -57,7 +57,7 @@ class Registry:
 
             def register(backend: Backend, _source: str = source) -> None:
                 if not isinstance(backend, Backend):
-                    raise GumbelseqError(f"{_source}: register() expects a gumbelseq.backend.Backend, got {backend!r}")
+                    raise GumbelseqError(f"{_source}: register() expects a gumbelseq.model.backend.Backend, got {backend!r}")
                 if backend.name in self._backends:
                     other = self._backends[backend.name].source
                     raise GumbelseqError(f"backend {backend.name!r} is registered twice: by {other} and by {_source}")

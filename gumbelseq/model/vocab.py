@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .errors import InputFileError
+from ..errors import InputFileError
 
 PAD_ID = 0
 

@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any, Iterable
 
-from .errors import OptionError
+from ..errors import OptionError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -21,12 +21,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .atomic import atomic_open, write_text_atomic
-from .dataset import draw_dataset, write_lines
-from .grammar import Grammar, load_grammar
+from ..atomic import atomic_open, write_text_atomic
+from ..lang.dataset import draw_dataset, write_lines
+from ..lang.grammar import Grammar, load_grammar
 from .registry import get_backend
 from .run import load_run
-from .score import Report, score_samples
+from ..lang.score import Report, score_samples
 from .train import Callback, load_config, prepare_run, read_data, read_metrics, train
 
 MAX_LEN = 12

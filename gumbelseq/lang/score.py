@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .errors import GumbelseqError
+from ..errors import GumbelseqError
 from .grammar import Grammar
-from .inputs import decode_line, open_binary, strip_sample
+from ..inputs import decode_line, open_binary, strip_sample
 from .language import Language
 
 CHUNK_BYTES = 1 << 20

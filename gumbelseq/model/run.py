@@ -9,7 +9,7 @@ from typing import Iterator
 import torch
 
 from .backend import Backend, Trainer
-from .errors import RunError
+from ..errors import RunError
 from .registry import get_backend
 from .train import TrainConfig, build_trainer, last_run, load_checkpoint, load_config, resolve_device
 from .vocab import Vocabulary

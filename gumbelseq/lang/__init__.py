@@ -1,0 +1,1 @@
+"""The grammar side: loading, language counts, regex terminals, the recogniser, training data, scoring. Imports no torch."""

@@ -1,0 +1,1 @@
+"""The model side: backends and their registry, Gumbel machinery, LSTMs, training, runs, the reproduction."""
