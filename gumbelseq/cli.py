@@ -50,9 +50,18 @@ grammar_option = click.option(
     "-g",
     default=DEFAULT_GRAMMAR,
     show_default=True,
-    help="A .lark file or a built-in grammar name (see `gumbelseq grammars`).",
+    help="A built-in grammar name (see `gumbelseq grammars`), or a .lark file: a value with a"
+    " path separator or ending in .lark is a path (./NAME reaches a local file NAME).",
 )
 
+
+seed_option = click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    default=0,
+    show_default=True,
+    help="Random seed, an integer in [0, 2**63-1]: the same seed gives the same output.",
+)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gumbelseq")
@@ -86,16 +95,19 @@ def grammars_cmd(as_json: bool) -> None:
     help="uniform: every distinct string of length <= max-len equally likely. "
     "pcfg: random derivation, alternatives equally likely.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here (atomically) instead of stdout.")
+@seed_option
+@click.option("-o", "--output", type=click.Path(readable=False, allow_dash=True), default=None, help="Write here instead of stdout; an existing file is replaced only on success, keeping its mode; symlinks are followed; FIFOs and /dev paths are written directly.")
 @domain_errors
 def data_cmd(grammar: str, count: int, max_len: int, mode: str, seed: int, output: str | None) -> None:
     """Draw training strings from a grammar, one per line (no padding)."""
     from .lang.dataset import draw_dataset, write_lines
+    from .outputs import check_output
 
+    if output is not None:
+        check_output(output)  # a bad path fails now, before drawing, and creates nothing
     g = load_grammar(grammar, on_notice=_notice)
     lines = draw_dataset(g, count, max_len=max_len, mode=mode, seed=seed)
-    if output:
+    if output is not None:
         write_lines(output, lines)
         err.print(f"wrote {len(lines)} strings to {output}")
     else:
@@ -206,10 +218,10 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
 @click.option("--backend", "-b", default="gumbel-lstm-gan", show_default=True, help="See `gumbelseq backends`.")
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Training iterations [default: the backend's/preset's].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Minibatch size [default: the backend's].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Run directory [default: runs/<backend>-<time>].")
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True), default=None, help="Continue the run in this directory.")
+@click.option("--out", "out_dir", type=str, default=None, help="Run directory: a new or empty folder [default: runs/<backend>-<time>].")
+@click.option("--resume", "resume_dir", type=str, default=None, help="Continue the run in this directory.")
 @click.option("-o", "--option", "opts", multiple=True, metavar="KEY=VALUE", help="Backend option (repeatable).")
 @click.option("--eval-every", type=click.IntRange(min=0), default=500, show_default=True, help="Check validity of a sample batch every N iterations (0: never).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True)
@@ -237,11 +249,10 @@ def train_cmd(
 
     from .model.options import parse_pairs
     from .model.progress import RichProgress
-    from .model.registry import get_backend
-    from .model.train import load_config, prepare_run, read_data, remember_last_run, resolve_device, train
+    from .model.train import read_data, resume_training, start_training
 
     ctx = click.get_current_context()
-    device_given = ctx.get_parameter_source("device") is not ParameterSource.DEFAULT
+    progress = [RichProgress(err, label=resume_dir or backend)]
     if resume_dir is not None:
         # A resumed run continues exactly as configured; silently ignoring a flag would lie.
         fixed = ["grammar", "data", "data_size", "max_len", "backend", "iterations", "batch_size", "seed",
@@ -251,80 +262,66 @@ def train_cmd(
             opts_of = {p.name: p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0] for p in ctx.command.params}
             flags = ", ".join(opts_of[n] for n in given)
             raise click.UsageError(f"--resume continues the run as it was configured; drop {flags}")
-        cfg = load_config(resume_dir)
-        be = get_backend(cfg.backend, plugins_dir)
-        g = load_grammar(Path(resume_dir) / "grammar.lark", on_notice=_notice)
-        run_dir = Path(resume_dir)
+        device_given = ctx.get_parameter_source("device") is not ParameterSource.DEFAULT
+        err.print(f"run directory: {resume_dir}")
+        result = resume_training(resume_dir, device=device if device_given else None, callbacks=progress,
+                                 plugins_dir=plugins_dir, remember=True, on_notice=_notice)
     else:
-        be = get_backend(backend, plugins_dir)
-        g = load_grammar(grammar, on_notice=_notice)
-        options = parse_pairs(opts)
+        options: dict[str, object] = dict(parse_pairs(opts))
         if iterations is not None:
             options["iterations"] = iterations
         if batch_size is not None:
             options["batch_size"] = batch_size
-        resolve_device(device)  # fail before writing anything
-        run_dir = Path(out_dir) if out_dir else _default_run_dir(be.name)
-        strings = read_data(data) if data else None
-        prepare_run(
-            backend=be,
-            grammar=g,
-            out_dir=run_dir,
+        result = start_training(
+            grammar=load_grammar(grammar, on_notice=_notice),
+            backend=backend,
+            out_dir=out_dir,
             options=options,
-            data=strings,
-            data_source=data or f"grammar {g.name}",
+            data=read_data(data) if data else None,
+            data_source=data,
             n_data=data_size,
             max_len=max_len,
             seed=seed,
             device=device,
             eval_every=eval_every,
             checkpoint_every=checkpoint_every,
+            callbacks=progress,
+            plugins_dir=plugins_dir,
+            remember=True,
+            on_run_dir=lambda p: err.print(f"run directory: {p}"),
         )
-    err.print(f"run directory: {run_dir}")
-    result = train(run_dir, be, g, callbacks=[RichProgress(err, label=be.name)],
-                   device=device if device_given or resume_dir is None else None)
-    remember_last_run(run_dir)
     if result.stopped:
-        err.print(f"stopped at iteration {result.iterations}; continue with: gumbelseq train --resume {run_dir}")
+        err.print(f"stopped at iteration {result.iterations}; continue with: gumbelseq train --resume {result.run_dir}")
         sys.exit(130)
-    click.echo(str(run_dir))
-
-
-def _default_run_dir(backend: str) -> Path:
-    import time
-
-    base = Path("runs") / f"{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, i = base, 1
-    while path.exists():
-        i += 1
-        path = base.with_name(f"{base.name}-{i}")
-    return path
+    click.echo(str(result.run_dir))
 
 
 @main.command("sample")
 @click.option("--run", "run_dir", type=str, default=None, help="Run directory [default: the last trained run].")
 @click.option("-n", "count", type=click.IntRange(min=0), default=100, show_default=True)
-@click.option("--tau", type=float, default=1.0, show_default=True, help="Sampling temperature (> 0); see README for what it does per backend.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tau", type=float, default=1.0, show_default=True, help="Sampling temperature, in [1e-8, 1e8]; see README for what it does per backend.")
+@seed_option
 @click.option("--device", default="auto", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here (atomically) instead of stdout.")
+@click.option("-o", "--output", type=click.Path(readable=False, allow_dash=True), default=None, help="Write here instead of stdout; an existing file is replaced only on success, keeping its mode; symlinks are followed; FIFOs and /dev paths are written directly.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with the samples.")
 @plugins_dir_option
 @domain_errors
 def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: str, output: str | None, as_json: bool, plugins_dir: str | None) -> None:
     """Sample strings from a trained run (one per line, padding removed)."""
-    from .atomic import atomic_open
+    from .model.gumbel import check_tau
     from .model.run import load_run
+    from .outputs import check_output, open_output
 
-    if not tau > 0 or tau != tau or tau == float("inf"):
-        raise click.BadParameter("must be a finite number > 0", param_hint="--tau")
+    check_tau(tau)  # before loading the run: a bad value fails in milliseconds
+    if output is not None:
+        check_output(output)  # a bad path fails now, before loading and sampling
     run = load_run(run_dir, device=device, plugins_dir=plugins_dir)
     if as_json:
         samples = run.sample(count, tau=tau, seed=seed)
         _emit_json({"run": str(run.run_dir), "backend": run.config.backend, "tau": tau, "seed": seed, "samples": samples})
         return
-    if output:
-        with atomic_open(output, "w") as f:
+    if output is not None:
+        with open_output(output, "w") as f:
             for chunk in run.sample_iter(count, tau=tau, seed=seed):
                 f.write("".join(s + "\n" for s in chunk))
         err.print(f"wrote {count} samples to {output}")
@@ -335,7 +332,7 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
 
 @main.command("reproduce")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduction", show_default=True, help="Report directory (re-running resumes it).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option
 @click.option("--quick", is_flag=True, help="The same pipeline with tiny budgets (a smoke test, not the paper's numbers).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--only", multiple=True, help="Train only these models (mle, gan-a, gan-b, gan-c, gan-d, gan-best); repeatable.")

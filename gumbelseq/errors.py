@@ -23,6 +23,10 @@ class InputFileError(GumbelseqError):
     """A file the user gave us cannot be read as asked (missing, a directory, not UTF-8...)."""
 
 
+class OutputFileError(GumbelseqError):
+    """A path the user gave for output cannot be written (a directory, a missing folder...)."""
+
+
 class UnknownBackendError(GumbelseqError):
     pass
 
@@ -33,3 +37,7 @@ class OptionError(GumbelseqError):
 
 class RunError(GumbelseqError):
     """A run directory is missing, incomplete or inconsistent."""
+
+
+class TemperatureError(GumbelseqError, ValueError):
+    """A Gumbel-softmax or sampling temperature outside what float32 arithmetic can honour."""

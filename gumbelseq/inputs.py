@@ -13,6 +13,8 @@ from .errors import InputFileError
 def open_binary(path: str | Path, what: str = "file") -> BinaryIO:
     """Open ``path`` for reading bytes; ``-`` is standard input."""
     if str(path) == "-":
+        if sys.stdin is None or sys.stdin.closed:  # run with stdin closed (``<&-``)
+            raise InputFileError("-: standard input is closed")
         return sys.stdin.buffer
     p = Path(path)
     if not p.exists():

@@ -1,4 +1,6 @@
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, strategies as st
@@ -88,3 +90,108 @@ def test_ambiguous_grammar_falls_back_to_earley_with_notice(tmp_path):
     assert g.algorithm == "earley"
     assert len(notices) == 1 and "Earley" in notices[0]
     assert g.is_valid("x+x+x") and not g.is_valid("x+")
+
+
+# -- CLI helpers: the real CLI in a subprocess, in tmp_path ------------------------------------
+
+
+def _cli(cwd, *args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "gumbelseq", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _assert_one_line_error(r):
+    assert r.returncode != 0, r.stdout
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), r.stderr
+    return lines[0]
+
+
+# -- the spec rule: a path exactly when it has a separator or ends in .lark --------------------
+
+
+def test_local_folder_or_file_named_like_a_builtin_does_not_hijack_it(tmp_path):
+    (tmp_path / "arith").mkdir()
+    (tmp_path / "json").write_text('start: "q"\n')
+    r = _cli(tmp_path, "data", "--grammar", "arith", "-n", "20", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() and all(ARITH_RE.fullmatch(s) for s in r.stdout.splitlines())
+    r = _cli(tmp_path, "data", "--grammar", "json", "-n", "5")
+    assert r.returncode == 0, r.stderr
+    assert "q" not in r.stdout.split()
+    # ... and a local file is reached with a separator or the .lark suffix.
+    r = _cli(tmp_path, "data", "--grammar", "./json", "-n", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["q", "q", "q"]
+
+
+def test_spec_rule_in_api_and_unknown_name_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "arith").mkdir()
+    (tmp_path / "mine.lark").write_text('start: "m"\n')
+    assert load_grammar("arith").is_valid("x+x")
+    assert load_grammar("mine.lark").is_valid("m")
+    with pytest.raises(UnknownGrammarError) as e:
+        load_grammar("mine")
+    assert "path separator" in str(e.value) and ".lark" in str(e.value)
+    line = _assert_one_line_error(_cli(tmp_path, "data", "--grammar", "mine"))
+    assert "unknown grammar 'mine'" in line and "mine.lark" in line
+
+
+# -- %import ----------------------------------------------------------------------------------
+
+
+def _composed(tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "main.lark").write_text('start: item+\n%import .other.item\n')
+    (sub / "other.lark").write_text('item: "a" | "b"\n')
+    return sub
+
+
+def test_relative_import_resolves_from_the_grammar_files_folder(tmp_path):
+    sub = _composed(tmp_path)
+    g = load_grammar(sub / "main.lark")
+    assert g.is_valid("abba") and not g.is_valid("abc")
+    # The CLI runs from tmp_path, not from sub/: the import must still find sub/other.lark.
+    r = _cli(tmp_path, "data", "--grammar", "sub/main.lark", "-n", "10", "--max-len", "4")
+    assert r.returncode == 0, r.stderr
+    assert all(re.fullmatch(r"[ab]{1,4}", s) for s in r.stdout.splitlines())
+
+
+@pytest.mark.parametrize("stmt", ["%import .nosuch.X", "%import nosuch.X"])
+def test_import_of_a_missing_module_is_a_one_line_error(tmp_path, stmt):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "m.lark").write_text(f"start: X\n{stmt}\n")
+    with pytest.raises(GrammarSyntaxError, match=r"m.lark:2:1: cannot import 'nosuch'"):
+        load_grammar(sub / "m.lark")
+    line = _assert_one_line_error(_cli(tmp_path, "score", "-", "--grammar", "sub/m.lark"))
+    assert line.startswith("Error: sub/m.lark:2:1: cannot import 'nosuch'")
+
+
+# -- validate() never raises ---------------------------------------------------------------------
+
+
+def test_validate_never_raises_on_lark_internal_errors(tmp_path):
+    # Ambiguous, so Earley; Earley's parser trips on the %declare'd terminal with a KeyError.
+    p = tmp_path / "decl.lark"
+    p.write_text('start: e\ne: e "+" e | X\n%declare X\n')
+    g = load_grammar(p)
+    assert g.algorithm == "earley"
+    for s in ["x", "x+x", ""]:
+        v = g.validate(s)
+        assert not v.ok and v.column == 1
+        assert not g.is_valid(s)
+    assert "KeyError" in g.validate("x").context
+    r = _cli(tmp_path, "score", "-", "--grammar", "decl.lark", "--json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+
+
+def test_expected_tokens_are_listed_once(tmp_path):
+    p = tmp_path / "two.lark"
+    p.write_text('start: a | b\na: "c"\nb: "c"\n')
+    v = load_grammar(p).validate("")
+    assert not v.ok and v.expected == ("'c'",)

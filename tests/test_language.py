@@ -2,6 +2,8 @@ import functools
 import itertools
 import math
 import random
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from gumbelseq.lang.dataset import draw_dataset
 from gumbelseq.errors import UnsupportedGrammarError
 from gumbelseq.lang.grammar import builtin_grammars, load_grammar
-from gumbelseq.lang.language import Language
+from gumbelseq.lang.language import LANGUAGE_MAX_LEN, Language, LengthLimitError
 
 GRAMMARS = [g.name for g in builtin_grammars()]
 
@@ -130,3 +132,21 @@ def test_unsupported_terminal_is_named(tmp_path):
     g = load_grammar(str(p))
     with pytest.raises(UnsupportedGrammarError, match="WORD"):
         Language(g, 4)
+
+
+def test_length_bound_past_the_limit_is_a_clear_error():
+    g = grammar("arith")
+    with pytest.raises(LengthLimitError, match=f"limit of {LANGUAGE_MAX_LEN}"):
+        Language(g, LANGUAGE_MAX_LEN + 1)
+    with pytest.raises(LengthLimitError):
+        draw_dataset(g, 1, max_len=10**9)
+
+
+def test_data_with_a_huge_max_len_is_a_one_line_error(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "gumbelseq", "data", "--max-len", str(10**9)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode != 0 and "Traceback" not in r.stderr  # was a MemoryError traceback
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and str(LANGUAGE_MAX_LEN) in lines[0]

@@ -6,6 +6,8 @@ import itertools
 import math
 import random
 import re
+import subprocess
+import sys
 from collections import Counter
 from functools import lru_cache
 
@@ -14,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gumbelseq.errors import GrammarSyntaxError, UnsupportedGrammarError
-from gumbelseq.lang.regex import UNIVERSE, RegexLanguage
+from gumbelseq.lang.grammar import load_grammar
+from gumbelseq.lang.language import Language
+from gumbelseq.lang.regex import UNIVERSE, RegexLanguage, refers_to_group_by_number
 
 PRINTABLE = "".join(chr(c) for c in range(UNIVERSE[0], UNIVERSE[1] + 1))
 WORD = "".join(c for c in PRINTABLE if c.isalnum() or c == "_")
@@ -258,3 +262,54 @@ def test_lark_common_terminals():
             if lang.count(n):
                 assert re.fullmatch(pattern, lang.sample(n, rng))
     assert built == len(names) - 1
+
+
+# -- inline flags and back-references in grammar terminals (through Lark and the CLI) ---------
+
+
+def _cli(cwd, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "gumbelseq", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_inline_flags_in_a_terminal_mean_the_same_as_lark_flags(tmp_path):
+    (tmp_path / "inline.lark").write_text("start: X Y\nX: /(?i)ab/\nY: /(?s)c/\n")
+    (tmp_path / "suffix.lark").write_text("start: X Y\nX: /ab/i\nY: /c/s\n")
+    inline, suffix = (load_grammar(tmp_path / f"{n}.lark") for n in ("inline", "suffix"))
+    for s in ["abc", "ABc", "aBc", "abC", "ab", "abcc"]:
+        assert inline.validate(s).ok == suffix.validate(s).ok == bool(re.fullmatch("(?i:ab)c", s)), s
+    assert Language(inline, 3).counts == Language(suffix, 3).counts == [0, 0, 0, 4]
+    r = _cli(tmp_path, "data", "--grammar", "inline.lark", "-n", "40", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    assert set(r.stdout.split()) == {"abc", "Abc", "aBc", "ABc"}
+
+
+@pytest.mark.parametrize("command", ["data", "score"])
+@pytest.mark.parametrize("pattern", [r"(a|b)\1", r"(a)(?(1)b|c)"])
+def test_numbered_backreference_is_a_one_line_error_naming_the_terminal(tmp_path, command, pattern):
+    (tmp_path / "g.lark").write_text(f"start: PAIR\nPAIR: /{pattern}/\n")
+    args = ["data", "-n", "3"] if command == "data" else ["score", "-"]
+    r = _cli(tmp_path, *args, "--grammar", "g.lark")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: g.lark: terminal PAIR"), r.stderr
+    assert "back-reference" in lines[0]
+
+
+def test_named_backreference_still_validates(tmp_path):
+    (tmp_path / "g.lark").write_text("start: PAIR\nPAIR: /(?P<c>a|b)(?P=c)/\n")
+    g = load_grammar(tmp_path / "g.lark")
+    assert g.is_valid("aa") and g.is_valid("bb") and not g.is_valid("ab")
+    with pytest.raises(UnsupportedGrammarError, match="PAIR.*backreference"):
+        Language(g, 2)  # counting cannot do back-references: a clear error, not a crash
+
+
+def test_refers_to_group_by_number():
+    assert refers_to_group_by_number(r"(a|b)\1")
+    assert refers_to_group_by_number(r"(a)(b)\2")
+    assert refers_to_group_by_number(r"(a)?(?(1)b|c)")
+    assert not refers_to_group_by_number(r"(?P<q>a)(?P=q)")
+    assert not refers_to_group_by_number(r"(?P<q>a)?(?(q)b|c)")
+    assert not refers_to_group_by_number(r"[\1](a|b)")
+    assert not refers_to_group_by_number(r"(?i:x)")

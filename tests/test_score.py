@@ -2,13 +2,17 @@ import io
 import json
 import random
 import re
+import subprocess
+import sys
+import time
 
 import pytest
 from hypothesis import given, strategies as st
 
 from gumbelseq.errors import InputFileError
 from gumbelseq.lang.grammar import load_grammar
-from gumbelseq.lang.score import count_distinct, iter_line_chunks, score_file, score_samples
+from gumbelseq.lang.language import COUNT_MAX_LEN
+from gumbelseq.lang.score import EARLEY_MAX_LEN, count_distinct, iter_line_chunks, score_file, score_samples
 
 ARITH_RE = re.compile(r"x([-+*/]x)*")
 
@@ -95,3 +99,53 @@ def test_missing_and_directory(tmp_path):
         score_file(tmp_path / "nope.txt", load_grammar("arith"))
     with pytest.raises(InputFileError, match="directory"):
         score_file(tmp_path, load_grammar("arith"))
+
+
+# -- bounded counting: score's time is linear in its input, whatever the lines are ------------
+
+
+def _score_cli(cwd, *args, timeout=60):
+    # Before the bound, the 10 KB line below took minutes and --max-len 10**9 a MemoryError.
+    r = subprocess.run(
+        [sys.executable, "-m", "gumbelseq", "score", *args, "--json"],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_long_valid_line_skips_counting_with_a_note(tmp_path):
+    (tmp_path / "f").write_text("x" + "+x" * 4999 + "\nx+x\n")
+    rep = _score_cli(tmp_path, "f")
+    assert rep["valid"] == 2 and rep["max_len"] == 9999
+    assert rep["coverage"] is None and rep["language_size"] is None
+    assert any(f"limited to length {COUNT_MAX_LEN}" in n and "longest valid" in n for n in rep["notes"])
+
+
+def test_huge_explicit_max_len_skips_counting_with_a_note(tmp_path):
+    (tmp_path / "f").write_text("x\nx+x\n")
+    rep = _score_cli(tmp_path, "f", "--max-len", "1000000000")
+    assert rep["coverage"] is None and rep["language_size"] is None
+    assert any(f"limited to length {COUNT_MAX_LEN}" in n and "--max-len" in n for n in rep["notes"])
+    at_limit = _score_cli(tmp_path, "f", "--max-len", str(COUNT_MAX_LEN))
+    assert at_limit["coverage"] is not None and at_limit["language_size"] > 0
+
+
+@pytest.mark.parametrize("name", ["arith", "parens", "json", "dyck"])
+def test_counting_at_the_limit_is_quick(name):
+    t = time.perf_counter()
+    rep = score_samples(["x"], load_grammar(name), max_len=COUNT_MAX_LEN)
+    assert rep.language_size and time.perf_counter() - t < 15  # ~1 s for json on a laptop
+
+
+def test_earley_grammar_does_not_parse_overlong_lines(tmp_path):
+    p = tmp_path / "amb.lark"
+    p.write_text('start: s\ns: s "+" s | "x"\n')
+    g = load_grammar(p)
+    assert g.algorithm == "earley"
+    long = "x" + "+x" * EARLEY_MAX_LEN  # valid, but cubic for Earley: minutes unbounded
+    t = time.perf_counter()
+    rep = score_samples(["x+x", long, long], g)
+    assert time.perf_counter() - t < 15
+    assert rep.total == 3 and rep.valid == 1 and rep.invalid_examples == []
+    assert any("2 samples (1 distinct)" in n and str(EARLEY_MAX_LEN) in n for n in rep.notes)

@@ -12,17 +12,16 @@ from gumbelseq.errors import RunError
 from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.model.registry import get_backend
 from gumbelseq.model.run import load_run
-from gumbelseq.model.train import Callback, prepare_run, read_metrics, train
+from gumbelseq.model.train import Callback, read_metrics, resume_training, start_training
 
 SMALL = {"iterations": 24, "batch_size": 32, "hidden_g": 8, "hidden_d": 8}
 
 
-def _prepare(tmp_path, name, backend="gumbel-lstm-gan", options=SMALL, **kw):
-    be = get_backend(backend)
-    g = load_grammar("arith")
-    prepare_run(backend=be, grammar=g, out_dir=tmp_path / name, options=options, n_data=300, seed=5,
-                device="cpu", eval_every=8, checkpoint_every=10, log_every=1, final_samples=50, **kw)
-    return be, g, tmp_path / name
+def _start(tmp_path, name, backend="gumbel-lstm-gan", options=SMALL, **kw):
+    kw.setdefault("device", "cpu")
+    return start_training(grammar=load_grammar("arith"), backend=get_backend(backend), out_dir=tmp_path / name,
+                          options=options, n_data=300, seed=5, eval_every=8, checkpoint_every=10, log_every=1,
+                          final_samples=50, **kw)
 
 
 def _state(run_dir):
@@ -46,12 +45,11 @@ def _assert_same(a, b):
 
 @pytest.mark.parametrize("backend,options", [("gumbel-lstm-gan", SMALL), ("mle-lstm", {"iterations": 24, "batch_size": 32})])
 def test_resume_equals_uninterrupted(tmp_path, backend, options):
-    be, g, full = _prepare(tmp_path, "full", backend, options)
-    train(full, be, g)
-    _, _, part = _prepare(tmp_path, "part", backend, options)
-    r1 = train(part, be, g, stop_after=13)
+    full = _start(tmp_path, "full", backend, options).run_dir
+    r1 = _start(tmp_path, "part", backend, options, stop_after=13)
+    part = r1.run_dir
     assert r1.stopped and r1.iterations == 13 and _state(part)["iteration"] == 13
-    r2 = train(part, be, g)
+    r2 = resume_training(part)
     assert not r2.stopped and r2.iterations == 24
     _assert_same(_state(full), _state(part))
     assert read_metrics(full) == read_metrics(part)
@@ -59,22 +57,21 @@ def test_resume_equals_uninterrupted(tmp_path, backend, options):
 
 
 def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):
-    be, g, run = _prepare(tmp_path, "r")
-
     class Interrupt(Callback):
         def on_step(self, iteration, metrics):
             if iteration == 5:
                 os.kill(os.getpid(), signal.SIGINT)
 
-    res = train(run, be, g, callbacks=[Interrupt()])
+    res = _start(tmp_path, "r", callbacks=[Interrupt()])
+    run = res.run_dir
     assert res.stopped and res.iterations == 5
     assert _state(run)["iteration"] == 5
     assert not (run / "samples.txt").exists()
 
 
 def test_trained_model_round_trips_exactly(tmp_path):
-    be, g, run = _prepare(tmp_path, "r")
-    res = train(run, be, g)
+    res = _start(tmp_path, "r")
+    run = res.run_dir
     gen = torch.Generator().manual_seed(11)
     in_memory = res.trainer.sample_ids(64, 1.0, gen)
     loaded = load_run(run, device="cpu")
@@ -91,8 +88,7 @@ class _Evil:
 
 
 def test_checkpoint_loading_never_executes_code(tmp_path, monkeypatch):
-    be, g, run = _prepare(tmp_path, "r")
-    train(run, be, g)
+    run = _start(tmp_path, "r").run_dir
     monkeypatch.chdir(tmp_path)
     with open(run / "checkpoint.pt", "wb") as f:
         pickle.dump({"iteration": 1, "trainer": _Evil()}, f)
@@ -141,15 +137,14 @@ def test_cli_bad_option_and_backend(tmp_path):
     r = runner.invoke(main, ["sample", "--run", str(tmp_path / "none")])
     assert r.exit_code == 1 and "no such run directory" in r.output
     r = runner.invoke(main, ["sample", "--tau", "0"])
-    assert r.exit_code == 2
+    assert r.exit_code == 1 and "tau must be a number in [1e-08, 1e+08]" in r.output
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_train_and_sample(tmp_path):
-    be, g, run = _prepare(tmp_path, "r")
-    res = train(run, be, g, device="cuda")
+    res = _start(tmp_path, "r", device="cuda")
     assert res.iterations == 24
-    assert len(load_run(run, device="cuda").sample(50, seed=0)) == 50
+    assert len(load_run(res.run_dir, device="cuda").sample(50, seed=0)) == 50
 
 
 def test_cli_resume_continues_and_refuses_new_settings(tmp_path):

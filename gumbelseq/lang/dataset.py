@@ -6,8 +6,8 @@ import random
 from pathlib import Path
 from typing import Iterable
 
-from ..atomic import atomic_open
 from ..errors import UnsupportedGrammarError
+from ..outputs import open_output
 from .grammar import Grammar
 from .language import MODES, Language
 
@@ -50,8 +50,9 @@ def draw_dataset(
 
 
 def write_lines(path: str | Path, lines: Iterable[str]) -> None:
-    """Write one string per line, atomically (an existing file is only replaced on success)."""
-    with atomic_open(path, "w") as f:
+    """Write one string per line to a user-given path (``-`` for stdout), by the rules of
+    ``gumbelseq.outputs.open_output``: an existing regular file is only replaced on success."""
+    with open_output(path, "w") as f:
         for line in lines:
             f.write(line)
             f.write("\n")

@@ -9,6 +9,7 @@ and the caller is told through the ``on_notice`` callback.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,11 +24,12 @@ from lark.exceptions import (
     UnexpectedInput,
     UnexpectedToken,
 )
-from lark.lexer import PatternStr
+from lark.lexer import PatternRE, PatternStr
 
-from ..errors import GrammarSyntaxError, UnknownGrammarError
+from ..errors import GrammarSyntaxError, UnknownGrammarError, UnsupportedGrammarError
 from ..inputs import read_text
 from .recognizer import LalrRecognizer
+from .regex import refers_to_group_by_number
 
 DEFAULT_GRAMMAR = "arith"
 
@@ -36,7 +38,11 @@ _LINE_COL = re.compile(r"line (\d+),? col(?:umn)? (\d+)", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Validation:
-    """Outcome of validating one string. ``column`` is 1-based; ``None`` when valid."""
+    """Outcome of validating one string. ``column`` is 1-based; ``None`` when valid.
+
+    When the parser itself failed (rather than rejecting the string), the string is reported
+    invalid at column 1 and ``context`` holds the parser's one-line reason.
+    """
 
     ok: bool
     column: int | None = None
@@ -85,13 +91,10 @@ class Grammar:
     def is_valid(self, text: str) -> bool:
         if self._fast is not None:
             return self._fast.check(text)[0]
-        try:
-            self.parser.parse(text)
-        except LarkError:
-            return False
-        return True
+        return self.validate(text).ok
 
     def validate(self, text: str) -> Validation:
+        """Never raises: a failure inside the parser is an invalid result with its reason."""
         if self._fast is not None:
             ok, column, names = self._fast.check(text)
             if ok:
@@ -102,12 +105,12 @@ class Grammar:
             self.parser.parse(text)
         except UnexpectedInput as e:
             return self._describe(text, e)
-        except LarkError as e:  # e.g. a transformer-free tree build failing; still "invalid"
-            return Validation(False, 1, (), str(e).splitlines()[0] if str(e) else "")
+        except Exception as e:  # noqa: BLE001 - e.g. Earley's KeyError on a %declare'd terminal
+            return Validation(False, 1, (), _reason(e))
         return Validation(True)
 
     def _expected(self, names) -> tuple[str, ...]:
-        expected = tuple(sorted(self._display.get(n, n) for n in names if n != "$END"))
+        expected = tuple(sorted({self._display.get(n, n) for n in names if n != "$END"}))
         if "$END" in names:
             expected += ("end of input",)
         return expected
@@ -157,7 +160,13 @@ def _description(text: str) -> str:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return "/" in spec or "\\" in spec or spec.endswith(".lark") or Path(spec).exists()
+    """The spec rule: a path exactly when it has a path separator or ends in ``.lark``.
+
+    Files in the current directory are not consulted, so a folder named ``arith`` cannot
+    hijack ``--grammar arith``; ``./arith`` or ``arith.lark`` reaches a local file.
+    """
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(sep in spec for sep in seps) or spec.endswith(".lark")
 
 
 def load_grammar(
@@ -168,8 +177,13 @@ def load_grammar(
 ) -> Grammar:
     """Load a grammar from a file path or a built-in name (``gumbelseq grammars`` lists them).
 
-    Raises ``UnknownGrammarError``, ``InputFileError`` or ``GrammarSyntaxError`` with a
-    one-line message; ``on_notice`` receives the Earley fall-back notice, if any.
+    ``spec`` is a path exactly when it contains a path separator or ends in ``.lark``;
+    otherwise it names a built-in. A file's relative ``%import .module.rule`` is resolved from
+    the file's own folder.
+
+    Raises ``UnknownGrammarError``, ``InputFileError``, ``GrammarSyntaxError`` or
+    ``UnsupportedGrammarError`` with a one-line message; ``on_notice`` receives the Earley
+    fall-back notice, if any.
     """
     spec = str(spec)
     if _looks_like_path(spec):
@@ -181,13 +195,15 @@ def load_grammar(
         if spec not in known:
             raise UnknownGrammarError(
                 f"unknown grammar {spec!r}; built-in grammars: {', '.join(sorted(known))}"
-                " (or pass a path to a .lark file)"
+                f" (a spec with a path separator or ending in .lark is a file: ./{spec} or {spec}.lark)"
             )
         name, shown = spec, known[spec].path
         text = resources.files("gumbelseq.grammars").joinpath(f"{spec}.lark").read_text("utf-8")
 
+    # source_path: Lark resolves a relative ``%import .module.rule`` from this file's folder
+    # (for a grammar given as a string it would use the folder of the running script).
     try:
-        parser = Lark(text, parser="lalr", strict=True, start=start)
+        parser = _lark(text, shown, parser="lalr", strict=True, start=start)
         algorithm = "lalr"
     except LarkError as e:
         # Strict LALR reports conflicts (GrammarError) and regex collisions (LexError);
@@ -195,14 +211,107 @@ def load_grammar(
         if not _is_lalr_limitation(e):
             raise GrammarSyntaxError(_grammar_error_line(shown, e)) from None
         try:
-            parser = Lark(text, parser="earley", start=start)
+            parser = _lark(text, shown, parser="earley", start=start)
         except LarkError as e2:
             raise GrammarSyntaxError(_grammar_error_line(shown, e2)) from None
         algorithm = "earley"
         if on_notice is not None:
             first = str(e).strip().splitlines()[0]
             on_notice(f"{shown}: LALR(1) cannot take this grammar ({first}); using Earley (slower)")
-    return Grammar(name=name, path=shown, text=text, parser=parser, algorithm=algorithm, start=start)
+    _hoist_inline_flags(parser)
+    if algorithm == "lalr":
+        _check_lexer_terminals(parser, shown)
+    try:
+        return Grammar(name=name, path=shown, text=text, parser=parser, algorithm=algorithm, start=start)
+    except re.error as e:  # building Lark's joined lexer regex; per-terminal causes are caught above
+        raise UnsupportedGrammarError(
+            f"{shown}: Lark cannot join the terminals' regular expressions into one lexer: {e}"
+        ) from None
+
+
+def _lark(text: str, shown: str, **options) -> Lark:
+    """``Lark(text, ...)``, with a missing or unreadable ``%import`` as a one-line error."""
+    try:
+        return Lark(text, source_path=shown, **options)
+    except LarkError:
+        raise
+    except OSError as e:  # Lark ends a failed %import search with a bare open()
+        raise GrammarSyntaxError(_import_error_line(shown, text, e)) from None
+    except Exception as e:  # noqa: BLE001 - e.g. an assert in Lark's import search
+        raise GrammarSyntaxError(_grammar_error_line(shown, e)) from None
+
+
+def _import_error_line(shown: str, text: str, e: OSError) -> str:
+    """Point at the ``%import`` line of the module Lark could not find."""
+    missing = str(e.filename or "")
+    if not missing.endswith(".lark"):
+        return f"{shown}: %import failed: {e.strerror or e}"
+    dotted = missing[: -len(".lark")].replace(os.sep, ".").replace("/", ".")
+    stmt = re.compile(rf"^([ \t]*)%import[ \t]+(\.?){re.escape(dotted)}[ \t]*[.(]")
+    for number, line in enumerate(text.splitlines(), 1):
+        m = stmt.match(line)
+        if m:
+            where = (
+                f"no {missing} beside the grammar file"
+                if m.group(2)
+                else f"no {missing} in Lark's library (start the name with a dot, %import"
+                f" .{dotted}..., to import from the grammar file's folder)"
+            )
+            return f"{shown}:{number}:{len(m.group(1)) + 1}: cannot import {dotted!r}: {where}"
+    return f"{shown}: cannot import {dotted!r} (from a grammar it imports): no {missing} found"
+
+
+_GLOBAL_FLAGS = re.compile(r"\(\?([aimsux]+)\)")
+
+
+def _hoist_inline_flags(parser: Lark) -> None:
+    """Turn a regex terminal's leading ``(?i)`` into the flag Lark writes as ``/.../i``.
+
+    Python accepts global inline flags only at the very start of a regex, and Lark joins all
+    terminals into one (``(?P<A>...)|(?P<B>...)``), where ``(?i)`` is no longer at the start.
+    As a flag on the pattern Lark scopes it, ``(?i:...)``, which means the same for the
+    terminal. Patterns are replaced before any lexer is built (Lark builds them lazily).
+    """
+    for term in parser.terminals:
+        pattern = term.pattern
+        if not isinstance(pattern, PatternRE):
+            continue
+        value, flags = pattern.value, set(pattern.flags)
+        m = _GLOBAL_FLAGS.match(value)
+        while m:
+            flags.update(m.group(1))
+            value = value[m.end():]
+            m = _GLOBAL_FLAGS.match(value)
+        if value != pattern.value:
+            term.pattern = PatternRE(value, frozenset(flags), pattern.raw)
+
+
+def _check_lexer_terminals(parser: Lark, shown: str) -> None:
+    """Each regex terminal must survive Lark joining them into one lexer regex."""
+    for term in parser.terminals:
+        if not isinstance(term.pattern, PatternRE):
+            continue
+        regexp = term.pattern.to_regexp()
+        where = f"{shown}: terminal {term.name} ({term.pattern.raw or term.pattern.value})"
+        if refers_to_group_by_number(regexp):
+            raise UnsupportedGrammarError(
+                f"{where}: a numbered back-reference is not supported (Lark puts all terminals"
+                " into one regular expression, which renumbers groups; use (?P<name>...) and"
+                " (?P=name))"
+            )
+        try:
+            re.compile(f"(?P<{term.name}>{regexp})")
+        except re.error as e:
+            msg = re.sub(r" at position \d+$", "", str(e).splitlines()[0])
+            raise UnsupportedGrammarError(
+                f"{where}: {msg} (Lark puts all terminals into one regular expression)"
+            ) from None
+
+
+def _reason(e: BaseException) -> str:
+    msg = str(e).strip()
+    first = msg.splitlines()[0] if msg else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def _is_lalr_limitation(e: LarkError) -> bool:

@@ -24,11 +24,27 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..errors import UnsupportedGrammarError
+from ..errors import GumbelseqError, UnsupportedGrammarError
 from .grammar import Grammar
 from .regex import RegexLanguage
 
 MODES = ("uniform", "pcfg")
+
+#: Building the tables takes time about cubic in ``max_len`` (L*L table cells, integers of about
+#: L bits). Measured for the built-in grammars (arith, parens, json, dyck) at L = 50, 100, 200,
+#: 400, 800, 1600: json, the slowest, 0.03 / 0.08 / 0.24 / 1.06 / 6.2 / 62 s; arith 0.10 s and
+#: dyck 0.14 s at 400. ``score`` counts exactly only up to this bound (about a second at most
+#: for the built-ins) and reports coverage as null above it.
+COUNT_MAX_LEN = 400
+
+#: The hard bound on ``Language(grammar, max_len)`` (so ``gumbelseq data --max-len``): above
+#: it the tables would take minutes to hours (json: ~12 s to count at 1000, then ~0.08 s per
+#: uniform string) and, far above, more memory than there is.
+LANGUAGE_MAX_LEN = 1000
+
+
+class LengthLimitError(GumbelseqError):
+    """A length bound past what exact counting can do in reasonable time and memory."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,11 @@ class Language:
     def __init__(self, grammar: Grammar, max_len: int) -> None:
         if max_len < 0:
             raise ValueError("max_len must be >= 0")
+        if max_len > LANGUAGE_MAX_LEN:
+            raise LengthLimitError(
+                f"max length {max_len} is over the limit of {LANGUAGE_MAX_LEN} for counting and"
+                " drawing from a grammar (the work grows about as the cube of the length)"
+            )
         self.grammar = grammar
         self.max_len = max_len
         self.exact = grammar.algorithm == "lalr"

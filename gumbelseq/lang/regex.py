@@ -81,7 +81,7 @@ except ImportError:  # pragma: no cover - older Pythons
 
 from gumbelseq.errors import GrammarSyntaxError, UnsupportedGrammarError
 
-__all__ = ["RegexLanguage", "UNIVERSE"]
+__all__ = ["RegexLanguage", "UNIVERSE", "refers_to_group_by_number"]
 
 #: Code-point interval ``(lo, hi)`` (inclusive) that complements are taken in.
 UNIVERSE: tuple[int, int] = (0x20, 0x7E)
@@ -519,6 +519,39 @@ def _flags_to_int(flags: Iterable[str] | int) -> int:
                 raise UnsupportedGrammarError(f"regex flag {letter!r} is not supported")
             value |= int(_FLAG_LETTERS[letter])
     return value
+
+
+def _group_refs(node: object, out: list[int]) -> list[int]:
+    """Group numbers that back-references and conditionals in a parsed pattern refer to."""
+    if isinstance(node, _sre_parse.SubPattern):
+        node = node.data
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            if isinstance(item, tuple) and len(item) == 2 and _name(item[0]) in ("GROUPREF", "GROUPREF_EXISTS"):
+                op, av = item
+                out.append(int(av if _name(op) == "GROUPREF" else av[0]))  # type: ignore[index]
+                if _name(op) == "GROUPREF_EXISTS":
+                    _group_refs(av[1:], out)  # type: ignore[index]
+            else:
+                _group_refs(item, out)
+    return out
+
+
+def refers_to_group_by_number(pattern: str, flags: Iterable[str] | int = ()) -> bool:
+    """True when ``pattern`` refers to a group by its number (``\\1``, ``(?(1)...)``).
+
+    Lark joins every terminal into one regex, one named group each, which renumbers the groups
+    inside; references by name (``(?P=name)``) survive that, references by number do not. An
+    extra group in front shifts every group by one: a reference by name follows it, a number
+    stays put. A pattern ``re`` cannot parse gives False (the caller reports that error).
+    """
+    try:
+        value = _flags_to_int(flags)
+        plain = _group_refs(_sre_parse.parse(pattern, value), [])
+        shifted = _group_refs(_sre_parse.parse("()" + pattern, value), [])
+    except (re.error, UnsupportedGrammarError):
+        return False
+    return [g + 1 for g in plain] != shifted
 
 
 class RegexLanguage:

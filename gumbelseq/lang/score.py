@@ -18,9 +18,15 @@ from typing import BinaryIO, Iterable, Iterator
 from ..errors import GumbelseqError
 from .grammar import Grammar
 from ..inputs import decode_line, open_binary, strip_sample
-from .language import Language
+from .language import COUNT_MAX_LEN, Language
 
 CHUNK_BYTES = 1 << 20
+
+#: Longest sample parsed with an Earley grammar (one LALR(1) cannot take). Earley time grows
+#: faster than the length (an unambiguous grammar: ~0.3 s at 1000 characters, ~4 s at 10000;
+#: an ambiguous one: ~2.5 s at 200, ~22 s at 400), so longer samples are not parsed: they
+#: count as invalid and a note says how many. LALR(1) validation is linear and unbounded.
+EARLEY_MAX_LEN = 500
 
 
 @dataclass
@@ -129,9 +135,15 @@ def score_distinct(
     rep = Report(source=source, grammar=grammar.name)
     valid_set: list[str] = []
     invalid: list[InvalidExample] = []
+    bounded = grammar.algorithm != "lalr"
+    unparsed = unparsed_distinct = 0
     for s, (c, line) in distinct.items():
         rep.total += c
         rep.lengths[len(s)] = rep.lengths.get(len(s), 0) + c
+        if bounded and len(s) > EARLEY_MAX_LEN:
+            unparsed += c
+            unparsed_distinct += 1
+            continue
         v = grammar.validate(s)
         if v.ok:
             rep.valid += c
@@ -144,10 +156,25 @@ def score_distinct(
         rep.validity = rep.valid / rep.total
     invalid.sort(key=lambda e: e.line)
     rep.invalid_examples = invalid[: max(0, show_invalid)]
+    if unparsed:
+        rep.notes.append(
+            f"{unparsed} samples ({unparsed_distinct} distinct) longer than {EARLEY_MAX_LEN}"
+            " characters were not parsed (Earley parsing time grows faster than the length)"
+            " and count as invalid, so validity is a lower bound"
+        )
 
+    explicit = max_len is not None
     if max_len is None and valid_set:
         max_len = max(len(s) for s in valid_set)
-    if max_len is not None:
+    if max_len is not None and max_len > COUNT_MAX_LEN:
+        rep.max_len = max_len
+        source_of_bound = "--max-len" if explicit else "the longest valid sample's length"
+        rep.notes.append(
+            f"coverage not computed: exact counting is limited to length {COUNT_MAX_LEN}"
+            f" (its time grows about as the cube of the length) and the bound is {max_len}"
+            f" ({source_of_bound}); pass --max-len {COUNT_MAX_LEN} or less to count up to it"
+        )
+    elif max_len is not None:
         rep.max_len = max_len
         try:
             lang = Language(grammar, max_len)

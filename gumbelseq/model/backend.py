@@ -73,6 +73,15 @@ class Backend(abc.ABC):
         """Hook for presets: return the options with preset-derived defaults filled in."""
         return options
 
+    def memory_estimate(self, options: BaseOptions, *, vocab_size: int, max_len: int) -> int | None:
+        """A rough upper bound, in bytes, of what creating the trainer and running one
+        training step and one sampling chunk need; ``None``: unknown (nothing is checked).
+
+        The core refuses a run whose estimate exceeds the device's free memory before it
+        allocates anything, so an impossible size is a one-line error, not a crash later.
+        """
+        return None
+
     @abc.abstractmethod
     def create(
         self,

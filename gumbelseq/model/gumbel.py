@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from ..errors import TemperatureError
+
 __all__ = [
     "gumbel_noise",
     "gumbel_softmax",
@@ -71,14 +73,22 @@ def uniform(
     return u
 
 
+#: The temperatures ``check_tau`` accepts. ``1 / tau`` and ``x / tau`` must stay finite in
+#: float32 for the logit ranges a model produces (1e-39 already overflows); below 1e-8 the draw is the argmax
+#: (greedy) and above 1e8 uniform to float32 precision, so nothing is lost.
+TAU_MIN = 1e-8
+TAU_MAX = 1e8
+
+
 def check_tau(tau: float) -> float:
-    """Return ``tau`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
+    """The one check of a temperature: ``tau`` as a float, or ``TemperatureError`` (a
+    ``ValueError``) unless it is a number in [TAU_MIN, TAU_MAX]."""
     try:
         value = float(tau)
     except (TypeError, ValueError):
-        raise ValueError(f"tau must be a finite number > 0, got {tau!r}") from None
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+        value = math.nan
+    if isinstance(tau, bool) or not TAU_MIN <= value <= TAU_MAX:
+        raise TemperatureError(f"tau must be a number in [{TAU_MIN:g}, {TAU_MAX:g}], got {tau!r}")
     return value
 
 

@@ -308,6 +308,17 @@ class FeedbackLSTM(nn.Module):
         return F.cross_entropy(logits.reshape(-1, self.vocab_size), ids.t().reshape(-1))
 
 
+def lstm_parameters(hidden: int, vocab: int) -> int:
+    """Parameters of a one-layer LSTM over one-hot inputs of size ``vocab`` with a linear head
+    back to ``vocab`` (what ``FeedbackLSTM`` and the discriminators hold, give or take a head)."""
+    return 4 * hidden * (hidden + vocab) + 8 * hidden + vocab * hidden + vocab
+
+
+def sampling_bytes(chunk: int, steps: int, vocab: int, hidden: int) -> int:
+    """Memory of one ``sample_in_chunks`` chunk: noise for every step, ids, and the state."""
+    return chunk * (steps * (4 * vocab + 8) + 4 * (vocab + 4 * hidden))
+
+
 def sample_in_chunks(
     n: int, chunk: int, steps: int, device: torch.device, draw: Callable[[int], torch.Tensor]
 ) -> torch.Tensor:

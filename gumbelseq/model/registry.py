@@ -39,7 +39,11 @@ class Registry:
     def __init__(self, plugins_dir: str | Path | None = None) -> None:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
-        self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        try:
+            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as e:  # an installed plugin package that fails to import
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise GumbelseqError(f"a plugin of entry-point group {ENTRY_POINT_GROUP!r} failed to load: {type(e).__name__}: {first}") from None
         sources = {}
         for plugin, dist in self.pm.list_plugin_distinfo():
             name = self.pm.get_name(plugin)
@@ -63,10 +67,21 @@ class Registry:
                     raise GumbelseqError(f"backend {backend.name!r} is registered twice: by {other} and by {_source}")
                 self._backends[backend.name] = BackendEntry(backend, _source)
 
-            impl.function(register=register)
+            try:
+                impl.function(register=register)
+            except GumbelseqError:
+                raise
+            except Exception as e:  # a broken plugin is named, never a traceback
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                raise GumbelseqError(f"plugin {source}: register_backends failed: {type(e).__name__}: {first}") from None
 
     def entries(self) -> list[BackendEntry]:
         return sorted(self._backends.values(), key=lambda e: e.name)
+
+    def source(self, name: str) -> str | None:
+        """Where the backend ``name`` came from (for error messages), or ``None``."""
+        entry = self._backends.get(name)
+        return None if entry is None else entry.source
 
     def get(self, name: str) -> Backend:
         try:

@@ -13,6 +13,7 @@ reuses finished runs and resumes unfinished ones, so a long reproduction survive
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,13 +22,16 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..atomic import atomic_open, write_text_atomic
+from ..errors import GumbelseqError, InputFileError, RunError
+from ..inputs import read_text
+from ..outputs import atomic_open, write_text_atomic
 from ..lang.dataset import draw_dataset, write_lines
 from ..lang.grammar import Grammar, load_grammar
-from .registry import get_backend
+from . import rundir
 from .run import load_run
 from ..lang.score import Report, score_samples
-from .train import Callback, load_config, prepare_run, read_data, read_metrics, train
+from .rundir import check_seed
+from .train import Callback, read_data, read_metrics, resolve_device, resume_training, start_training
 
 MAX_LEN = 12
 N_TRAIN = 5000
@@ -108,6 +112,45 @@ def _command(spec: ModelSpec, seed: int, quick: bool) -> str:
     return f"gumbelseq train --grammar arith --backend {spec.backend} --seed {seed}{it} {opts}".strip()
 
 
+def _expected_options(spec: ModelSpec, quick: bool) -> dict[str, Any]:
+    options = dict(spec.options)
+    if quick:
+        options.update(iterations=QUICK["iterations"], batch_size=QUICK["batch_size"])
+        if "gen_batch" in options:
+            options["gen_batch"] = min(options["gen_batch"], 4 * QUICK["batch_size"])
+    return options
+
+
+def _read_timing(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"train_seconds": 0.0, "finished": False}
+    try:
+        raw = json.loads(read_text(path, "timing file"))
+    except (InputFileError, json.JSONDecodeError) as e:
+        raise RunError(f"{path}: unreadable ({e}); delete it to retrain that model") from None
+    ok = (isinstance(raw, dict) and isinstance(raw.get("finished"), bool)
+          and isinstance(raw.get("train_seconds"), (int, float)) and not isinstance(raw.get("train_seconds"), bool)
+          and math.isfinite(raw["train_seconds"]) and raw["train_seconds"] >= 0)
+    if not ok:
+        raise RunError(f'{path}: expected {{"train_seconds": number >= 0, "finished": true|false}}; delete it to retrain that model')
+    return raw
+
+
+def _check_reusable(run_dir: Path, spec: ModelSpec, options: dict[str, Any], seed: int) -> None:
+    """A run found in the folder is reused only if it was made with the settings asked for."""
+    cfg = rundir.read_config(run_dir)
+    problems = []
+    if cfg.backend != spec.backend:
+        problems.append(f"backend {cfg.backend} (asked: {spec.backend})")
+    if cfg.seed != seed:
+        problems.append(f"seed {cfg.seed} (asked: {seed})")
+    for key, value in options.items():
+        if cfg.options.get(key) != value:
+            problems.append(f"{key} {cfg.options.get(key)} (asked: {value})")
+    if problems:
+        raise RunError(f"{run_dir} was made with other settings: {', '.join(problems)}; delete it to retrain, or use another --out")
+
+
 def run_model(
     spec: ModelSpec,
     run_dir: Path,
@@ -121,38 +164,74 @@ def run_model(
     progress: Callable[[ModelSpec], Sequence[Callback]] | None = None,
     on_message: Callable[[str], None] | None = None,
 ) -> Row:
-    """Train one model on ``train_set`` in ``run_dir`` (reusing or resuming what is there),
-    draw ``n_samples`` at tau 1 and score them against the grammar and the training set."""
+    """Train one model on ``train_set`` in ``run_dir`` (reusing a finished run made with the
+    same settings, resuming an unfinished one), draw ``n_samples`` at tau 1 and score them
+    against the grammar and the training set."""
     say = on_message or (lambda _m: None)
-    backend = get_backend(spec.backend)
-    options = dict(spec.options)
-    if quick:
-        options.update(iterations=QUICK["iterations"], batch_size=QUICK["batch_size"])
-        if "gen_batch" in options:
-            options["gen_batch"] = min(options["gen_batch"], 4 * QUICK["batch_size"])
-    if not (run_dir / "config.json").exists():
-        prepare_run(backend=backend, grammar=grammar, out_dir=run_dir, options=options, data=list(train_set),
-                    data_source="reproduce training set", max_len=MAX_LEN, seed=seed, device=device,
-                    eval_every=QUICK["iterations"] if quick else 1000, final_samples=0)
-    say(f"{spec.label}: training in {run_dir}")
+    options = _expected_options(spec, quick)
     timing = run_dir / "timing.json"
-    done = json.loads(timing.read_text()) if timing.exists() else {"train_seconds": 0.0, "finished": False}
-    seconds = done["train_seconds"]
-    if not done["finished"]:
+    callbacks = progress(spec) if progress else ()
+    say(f"{spec.label}: training in {run_dir}")
+    if not (run_dir / rundir.CONFIG).exists():
+        for stale in (timing,):  # a model being retrained after its run was deleted
+            stale.unlink(missing_ok=True)
         t0 = time.perf_counter()
-        result = train(run_dir, backend, grammar, callbacks=progress(spec) if progress else ())
-        seconds += time.perf_counter() - t0
-        write_text_atomic(timing, json.dumps({"train_seconds": seconds, "finished": not result.stopped}) + "\n")
-        if result.stopped:
-            raise KeyboardInterrupt  # the caller says how to resume
+        result = start_training(grammar=grammar, backend=spec.backend, out_dir=run_dir, options=options,
+                                data=list(train_set), data_source="reproduce training set", max_len=MAX_LEN,
+                                seed=seed, device=device, eval_every=QUICK["iterations"] if quick else 1000,
+                                final_samples=0, callbacks=callbacks)
+        seconds = time.perf_counter() - t0
+        done = {"train_seconds": seconds, "finished": not result.stopped}
+        write_text_atomic(timing, json.dumps(done) + "\n")
+    else:
+        _check_reusable(run_dir, spec, options, seed)
+        done = _read_timing(timing)
+        if not done["finished"]:
+            t0 = time.perf_counter()
+            result = resume_training(run_dir, device=device, callbacks=callbacks)
+            done = {"train_seconds": done["train_seconds"] + time.perf_counter() - t0, "finished": not result.stopped}
+            write_text_atomic(timing, json.dumps(done) + "\n")
+    if not done["finished"]:
+        raise KeyboardInterrupt  # the caller says how to resume
     run = load_run(run_dir, device=device)
     samples = run.sample(n_samples, tau=1.0, seed=seed)
-    write_lines(run_dir / "samples.txt", samples)
+    write_lines(run_dir / rundir.SAMPLES, samples)
     rep = score_samples(samples, grammar, reference=train_set, max_len=MAX_LEN, show_invalid=0)
     say(f"{spec.label}: validity {_pct(rep.validity)}, train coverage {_pct(rep.reference_coverage)}, "
         f"TV lengths {_num(rep.tv_lengths)}")
     return Row.from_report(spec.key, spec.label, spec.backend, spec.what, _command(spec, seed, quick),
-                           load_config(run_dir).options, run.iteration, seconds, rep, samples)
+                           run.config.options, run.iteration, done["train_seconds"], rep, samples)
+
+
+SETTINGS = "settings.json"
+
+
+def _claim_folder(out: Path, settings: dict[str, Any]) -> rundir.DirLock:
+    """Lock ``out`` for this reproduction. A new or empty folder gets ``settings.json``; a
+    folder that has one is reused only if it records the same settings; anything else is the
+    user's and is refused untouched."""
+    if out.is_dir() and (out / SETTINGS).exists():
+        lock = rundir.DirLock(out, "reproduction folder")
+        try:
+            path = out / SETTINGS
+            try:
+                recorded = json.loads(read_text(path, "settings file"))
+            except (InputFileError, json.JSONDecodeError) as e:
+                raise RunError(f"{path}: unreadable ({e})") from None
+            if not isinstance(recorded, dict):
+                raise RunError(f"{path}: expected a JSON object")
+            differ = [f"{k} {json.dumps(recorded.get(k))} (asked: {json.dumps(v)})" for k, v in settings.items()
+                      if recorded.get(k) != v]
+            if differ:
+                raise RunError(f"{out} holds a reproduction made with other settings: {', '.join(differ)};"
+                               " use another --out (or delete the folder to redo it)")
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+    lock, _created = rundir.claim_new_dir(out, "reproduction folder")
+    write_text_atomic(out / SETTINGS, json.dumps(settings, indent=2) + "\n")
+    return lock
 
 
 def reproduce(
@@ -165,10 +244,31 @@ def reproduce(
     progress: Callable[[ModelSpec], Sequence[Callback]] | None = None,
     on_message: Callable[[str], None] | None = None,
 ) -> Reproduction:
-    """Train, sample and score every model; write report.{md,json} and figures into ``out_dir``."""
+    """Train, sample and score every model; write report.{md,json} and figures into ``out_dir``.
+
+    ``out_dir`` must be new, empty, or a folder this function made with the same ``seed``,
+    ``quick`` and device (recorded in ``settings.json``); then finished runs are reused and
+    unfinished ones resumed. The folder is locked while it runs.
+    """
+    seed = check_seed(seed)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     say = on_message or (lambda _m: None)
+    dev = resolve_device(device)  # before anything is written: a bad device leaves no trace
+    known = [s.key for s in paper_models()]
+    for key in only or ():
+        if key not in known:
+            raise GumbelseqError(f"unknown model {key!r}; choose from {', '.join(known)}")
+    settings = {"seed": seed, "quick": quick, "device": dev.type, "version": 1}
+    lock = _claim_folder(out, settings)
+    try:
+        return _reproduce_locked(out, seed, quick, str(dev), only, progress, say)
+    finally:
+        lock.release()
+
+
+def _reproduce_locked(out: Path, seed: int, quick: bool, device: str, only: Sequence[str] | None,
+                      progress: Callable[[ModelSpec], Sequence[Callback]] | None,
+                      say: Callable[[str], None]) -> Reproduction:
     grammar = load_grammar("arith")
     train_path = out / "train.txt"
     if train_path.exists():

@@ -8,10 +8,13 @@ from typing import Iterator
 
 import torch
 
+from . import rundir
 from .backend import Backend, Trainer
-from ..errors import RunError
+from .gumbel import check_tau
+from .memory import OutOfMemory, is_oom
 from .registry import get_backend
-from .train import TrainConfig, build_trainer, last_run, load_checkpoint, load_config, resolve_device
+from .rundir import TrainConfig, check_seed
+from .train import build_trainer, load_trainer_state, resolve_device
 from .vocab import Vocabulary
 
 CHUNK = 65536
@@ -28,17 +31,29 @@ class Run:
     iteration: int
 
     def sample_iter(self, n: int, *, tau: float = 1.0, seed: int = 0) -> Iterator[list[str]]:
-        """Samples in chunks (bounded memory for any ``n``), one random stream for all chunks."""
-        if n < 0:
-            raise ValueError("n must be >= 0")
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0, got {tau}")
+        """Samples in chunks (bounded memory for any ``n``), one random stream for all chunks.
+
+        ``tau`` and ``seed`` are checked here, before the first chunk, so a bad value fails
+        before any output is written.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an integer >= 0, got {n!r}")
+        tau = check_tau(tau)
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(seed)
+        gen.manual_seed(check_seed(seed))
+        return self._chunks(n, tau, gen)
+
+    def _chunks(self, n: int, tau: float, gen: torch.Generator) -> Iterator[list[str]]:
         done = 0
         while done < n:
             k = min(CHUNK, n - done)
-            yield self.vocab.decode(self.trainer.sample_ids(k, tau, gen))
+            try:
+                ids = self.trainer.sample_ids(k, tau, gen)
+            except Exception as e:
+                if is_oom(e):
+                    raise OutOfMemory(f"{self.run_dir}: out of memory sampling on {self.device}") from None
+                raise
+            yield self.vocab.decode(ids)
             done += k
 
     def sample(self, n: int = 100, *, tau: float = 1.0, seed: int = 0) -> list[str]:
@@ -52,16 +67,18 @@ def load_run(
     device: str = "auto",
     plugins_dir: str | Path | None = None,
 ) -> Run:
-    """Load a run directory (default: the last one trained). Never executes code from it."""
-    path = Path(run_dir) if run_dir is not None else last_run()
-    if not path.is_dir():
-        raise RunError(f"{path}: no such run directory")
-    cfg = load_config(path)
+    """Load a run directory (default: the last one trained). Never executes code from it, and
+    never touches the caller's random generators.
+
+    Every file is checked before use; any problem is a one-line ``RunError``.
+    """
+    path = rundir.require_run_dir(run_dir if run_dir is not None else rundir.last_run())
+    cfg = rundir.read_config(path)
     backend = get_backend(cfg.backend, plugins_dir)
     dev = resolve_device(device)
-    ckpt = load_checkpoint(path)
+    ckpt = rundir.read_checkpoint(path, cfg)
     vocab = Vocabulary.from_dict(cfg.vocab)
     empty = torch.zeros((0, cfg.max_len), dtype=torch.long, device=dev)
-    trainer = build_trainer(backend, cfg, dev, empty)
-    trainer.load_state_dict(ckpt["trainer"])
-    return Run(path, cfg, backend, trainer, vocab, dev, int(ckpt["iteration"]))
+    trainer = build_trainer(backend, cfg, dev, empty, plugins_dir)
+    load_trainer_state(trainer, ckpt["trainer"], str(path / rundir.CHECKPOINT))
+    return Run(path, cfg, backend, trainer, vocab, dev, ckpt["iteration"])

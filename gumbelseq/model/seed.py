@@ -1,18 +1,11 @@
-"""One place that seeds every random number generator the package touches."""
+"""Restoring saved random-generator states. (The package never seeds global generators: every
+random draw comes from an explicit ``torch.Generator`` or ``random.Random``.)"""
 
 from __future__ import annotations
 
-import random
 import warnings
 
-import numpy as np
 import torch
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:

@@ -1,68 +1,43 @@
-"""The generic training loop: any registered backend, a run directory, callbacks, exact resume.
+"""Training: start a run, resume one, and the generic loop that drives any registered backend.
 
-``train(config, out_dir, callbacks=...)`` writes into ``out_dir``:
+``start_training(grammar=..., backend=..., out_dir=...)`` creates a run directory (a new or
+empty folder only; see ``rundir.py``, which owns every file of it) and trains;
+``resume_training(run_dir)`` continues a stopped run. Both hold the run directory's lock for
+the whole training. Resuming gives the same weights as an uninterrupted run with the same seed
+on the same device.
 
-* ``config.json``  - everything needed to rebuild the model (backend, resolved options, vocab,
-  max_len, seed, grammar, data source), written once at the start;
-* ``grammar.lark`` - a copy of the grammar, so a run scores its samples even if the file moves;
-* ``data.txt``     - the training strings, one per line;
-* ``checkpoint.pt``- trainer state (weights, optimisers, RNG states) and the iteration count,
-  written atomically every ``checkpoint_every`` iterations, at the end and on a stop request;
-  loaded with ``torch.load(weights_only=True)``, so loading never executes code;
-* ``metrics.jsonl``- one JSON object per logged iteration, appended at each checkpoint so the
-  log never runs ahead of the checkpoint a resume starts from;
-* ``samples.txt``  - final samples (``final_samples`` of them, tau 1, the eval stream).
-
-The loop reports through ``Callback`` objects and never imports Rich.
+The loop reports through ``Callback`` objects and never imports Rich. Ctrl-C asks it to stop
+after the current iteration with a checkpoint.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..atomic import atomic_open, write_text_atomic
-from .backend import Backend, Trainer
-from ..lang.dataset import draw_dataset, write_lines
 from ..errors import GumbelseqError, RunError
-from ..lang.grammar import Grammar
 from ..inputs import read_lines
+from ..lang.dataset import draw_dataset, write_lines
+from ..lang.grammar import Grammar, load_grammar
+from ..outputs import write_text_atomic
+from . import rundir
+from .backend import Backend, Trainer
+from .memory import OutOfMemory, check_fits, is_oom
 from .options import build_options, options_to_dict
-from .seed import restore_generator, set_seed
+from .registry import get_registry
+from .rundir import CHECKPOINT, DATA, GRAMMAR, SAMPLES, TrainConfig, check_seed
+from .seed import restore_generator
 from .vocab import Vocabulary
 
-CONFIG = "config.json"
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
-SAMPLES = "samples.txt"
-DATA = "data.txt"
-GRAMMAR = "grammar.lark"
-
-
-@dataclass
-class TrainConfig:
-    backend: str
-    options: dict[str, Any]
-    grammar: str
-    vocab: dict[str, Any]
-    max_len: int
-    seed: int = 0
-    device: str = "cpu"
-    data_source: str = "grammar"
-    log_every: int = 10
-    eval_every: int = 500
-    eval_samples: int = 200
-    checkpoint_every: int = 1000
-    final_samples: int = 1000
-    version: int = 1
+#: The paper's training set when no data is given: 5000 strings of length <= 12.
+DEFAULT_DATA_SIZE = 5000
+DEFAULT_MAX_LEN = 12
 
 
 class Callback:
@@ -79,23 +54,213 @@ class Callback:
     def on_end(self, iteration: int, stopped: bool) -> None: ...
 
 
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iterations: int
+    stopped: bool
+    trainer: Trainer
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA when one is present, else CPU; asking for CUDA without one is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise GumbelseqError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+        raise GumbelseqError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
     if name != "cpu" and not name.startswith("cuda"):
         raise GumbelseqError(f"--device {name}: expected auto, cpu or cuda[:N]")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise GumbelseqError(f"--device {name}: expected auto, cpu or cuda[:N]") from None
 
 
 def read_data(path: str | Path) -> list[str]:
     """Training strings from a file, one per line, trailing spaces (padding) removed."""
     out = read_lines(path, "data file")
-    if not out:
-        raise GumbelseqError(f"{path}: no training strings")
+    check_data(out, str(path))
     return out
+
+
+def check_data(strings: Sequence[str], source: str) -> None:
+    if not strings:
+        raise GumbelseqError(f"{source}: no training strings")
+    longest = max(len(s) for s in strings)
+    if longest == 0:
+        raise GumbelseqError(f"{source}: every training string is empty")
+    if longest > rundir.MAX_LEN_LIMIT:
+        line = next(i for i, s in enumerate(strings, 1) if len(s) == longest)
+        raise GumbelseqError(
+            f"{source}:{line}: a string of length {longest}; training sequences are limited to {rundir.MAX_LEN_LIMIT} characters"
+        )
+
+
+def _backend(backend: str | Backend, plugins_dir: str | Path | None) -> Backend:
+    return get_registry(plugins_dir).get(backend) if isinstance(backend, str) else backend
+
+
+def start_training(
+    *,
+    grammar: Grammar | str = "arith",
+    backend: str | Backend = "gumbel-lstm-gan",
+    out_dir: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    data: Sequence[str] | None = None,
+    data_source: str | None = None,
+    n_data: int = DEFAULT_DATA_SIZE,
+    max_len: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    eval_every: int = 500,
+    checkpoint_every: int = 1000,
+    final_samples: int = 1000,
+    log_every: int = 10,
+    callbacks: Sequence[Callback] = (),
+    stop_after: int | None = None,
+    plugins_dir: str | Path | None = None,
+    remember: bool = False,
+    on_run_dir: Callable[[Path], None] | None = None,
+) -> TrainResult:
+    """Create a run directory and train in it.
+
+    ``out_dir`` must be a new or empty folder (default ``runs/<backend>-<time>``); anything
+    else is refused before anything is written. Without ``data`` the training set is drawn
+    from the grammar (``n_data`` strings of length <= ``max_len``, uniform, ``seed``). Every
+    check that can fail (options, sizes against free memory, the device, the data) runs
+    before the folder is made; a failure before the first checkpoint removes what was made.
+    ``remember`` makes the run the default of ``gumbelseq sample``.
+    """
+    seed = check_seed(seed)
+    be = _backend(backend, plugins_dir)
+    g = load_grammar(grammar) if isinstance(grammar, str) else grammar
+    dev = resolve_device(device)
+    if remember:
+        rundir.check_home()
+    resolved = be.resolve_options(build_options(be.Options, dict(options or {})))
+    if data is None:
+        max_len = DEFAULT_MAX_LEN if max_len is None else max_len
+        if not 1 <= max_len <= rundir.MAX_LEN_LIMIT:
+            raise GumbelseqError(f"max_len must be in [1, {rundir.MAX_LEN_LIMIT}], got {max_len}")
+        data = draw_dataset(g, n_data, max_len=max_len, seed=seed)
+        data_source = data_source or f"grammar {g.name}"
+    else:
+        data = list(data)
+        data_source = data_source or "data"
+        check_data(data, data_source)
+        longest = max(len(s) for s in data)
+        if max_len is None:
+            max_len = longest
+        elif longest > max_len:
+            raise GumbelseqError(f"{data_source}: a string has length {longest}, more than --max-len {max_len}")
+    check_data(data, data_source)
+    vocab = Vocabulary.from_strings(data)
+    estimate = be.memory_estimate(resolved, vocab_size=vocab.size, max_len=max_len)
+    if estimate is not None:
+        estimate += 8 * len(data) * max_len  # the encoded training set
+    check_fits(estimate, dev, f"training {be.name} (batch {resolved.batch_size}, length {max_len})")
+    cfg = TrainConfig(
+        backend=be.name,
+        options=options_to_dict(resolved),
+        grammar=g.path,
+        vocab=vocab.to_dict(),
+        max_len=max_len,
+        seed=seed,
+        device=str(dev),
+        data_source=data_source,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        final_samples=final_samples,
+        log_every=log_every,
+    )
+    rundir.parse_config(cfg.to_dict(), "settings")  # the same schema a reader will apply
+    path = Path(out_dir) if out_dir is not None else rundir.default_run_path(be.name)
+    lock, created = rundir.claim_new_dir(path)
+    try:
+        if on_run_dir is not None:
+            on_run_dir(path)
+        write_lines(path / DATA, data)
+        write_text_atomic(path / GRAMMAR, g.text)
+        rundir.write_config(path, cfg)  # last: a folder with config.json is a complete run
+        result = _train_locked(path, be, g, cfg, dev, callbacks, stop_after)
+    except BaseException:
+        if not (path / CHECKPOINT).exists():
+            rundir.discard_new_dir(path, created)
+        raise
+    finally:
+        lock.release()
+    if remember:
+        rundir.remember_last_run(path)
+    return result
+
+
+def resume_training(
+    run_dir: str | Path,
+    *,
+    device: str | None = None,
+    callbacks: Sequence[Callback] = (),
+    stop_after: int | None = None,
+    plugins_dir: str | Path | None = None,
+    remember: bool = False,
+    on_notice: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Continue the run in ``run_dir`` from its checkpoint (or from the start if it never
+    reached one), as it was configured. ``device`` moves it (default: the run's device)."""
+    path = rundir.require_run_dir(run_dir)
+    if remember:
+        rundir.check_home()
+    with rundir.DirLock(path, "run directory"):
+        cfg = rundir.read_config(path)
+        be = _backend(cfg.backend, plugins_dir)
+        g = load_grammar(path / GRAMMAR, on_notice=on_notice)
+        dev = resolve_device(cfg.device if device is None else device)
+        result = _train_locked(path, be, g, cfg, dev, callbacks, stop_after)
+    if remember:
+        rundir.remember_last_run(path)
+    return result
+
+
+def build_trainer(
+    backend: Backend, cfg: TrainConfig, device: torch.device, data: torch.Tensor,
+    plugins_dir: str | Path | None = None,
+) -> Trainer:
+    """The backend's trainer for ``cfg``. Weight initialisation is the backend's business and
+    must not touch the caller's global random generators (the built-ins fork them)."""
+    from ..errors import OptionError
+
+    try:
+        options = build_options(backend.Options, cfg.options)
+    except OptionError as e:
+        raise RunError(f"{rundir.CONFIG}: options: {e}") from None
+    try:
+        return backend.create(
+            vocab_size=Vocabulary.from_dict(cfg.vocab).size,
+            max_len=cfg.max_len,
+            data=data,
+            options=options,
+            device=device,
+            seed=cfg.seed,
+        )
+    except GumbelseqError:
+        raise
+    except Exception as e:  # a third-party backend's bug must not become a traceback
+        if is_oom(e):
+            raise OutOfMemory(f"backend {backend.name}: out of memory building the model on {device}") from None
+        source = get_registry(plugins_dir).source(backend.name) or "unregistered"
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise RunError(f"backend {backend.name} ({source}): create() failed: {type(e).__name__}: {first}") from None
+
+
+def load_trainer_state(trainer: Trainer, state: dict[str, Any], source: str) -> None:
+    """``trainer.load_state_dict`` with any mismatch (another backend's or size's checkpoint)
+    reported in one line naming ``source``."""
+    try:
+        trainer.load_state_dict(state)
+    except GumbelseqError:
+        raise
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise RunError(f"{source}: does not fit this run's model ({type(e).__name__}: {first})") from None
 
 
 class _StopFlag:
@@ -123,175 +288,81 @@ class _StopFlag:
             signal.signal(signal.SIGINT, previous)
 
 
-@dataclass
-class TrainResult:
-    run_dir: Path
-    iterations: int
-    stopped: bool
-    trainer: Trainer
-
-
-def prepare_run(
-    *,
+def _train_locked(
+    run_dir: Path,
     backend: Backend,
     grammar: Grammar,
-    out_dir: str | Path,
-    options: dict[str, Any] | None = None,
-    data: Sequence[str] | None = None,
-    data_source: str = "grammar",
-    n_data: int = 5000,
-    max_len: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    **loop_settings: Any,
-) -> TrainConfig:
-    """Create ``out_dir`` with config, grammar copy and data; refuse to clobber an existing run."""
-    out = Path(out_dir)
-    if (out / CONFIG).exists():
-        raise RunError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-    resolved = backend.resolve_options(build_options(backend.Options, dict(options or {})))
-    if data is None:
-        bound = 12 if max_len is None else max_len
-        data = draw_dataset(grammar, n_data, max_len=bound, seed=seed)
-        max_len = bound
-    else:
-        if not data:
-            raise GumbelseqError(f"{data_source}: no training strings")
-        longest = max(len(s) for s in data)
-        if max_len is None:
-            max_len = longest
-        elif longest > max_len:
-            raise GumbelseqError(f"{data_source}: a string has length {longest}, more than --max-len {max_len}")
-    vocab = Vocabulary.from_strings(data)
-    cfg = TrainConfig(
-        backend=backend.name,
-        options=options_to_dict(resolved),
-        grammar=grammar.path,
-        vocab=vocab.to_dict(),
-        max_len=max_len,
-        seed=seed,
-        device=device,
-        data_source=data_source,
-        **loop_settings,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    write_lines(out / DATA, data)
-    write_text_atomic(out / GRAMMAR, grammar.text)
-    write_text_atomic(out / CONFIG, json.dumps(asdict(cfg), indent=2) + "\n")
-    return cfg
-
-
-def load_config(run_dir: str | Path) -> TrainConfig:
-    p = Path(run_dir) / CONFIG
-    if not p.exists():
-        raise RunError(f"{run_dir}: not a run directory (no {CONFIG})")
-    try:
-        return TrainConfig(**json.loads(p.read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise RunError(f"{p}: unreadable config ({e})") from None
-
-
-def build_trainer(backend: Backend, cfg: TrainConfig, device: torch.device, data: torch.Tensor) -> Trainer:
-    options = build_options(backend.Options, cfg.options)
-    set_seed(cfg.seed)  # parameter initialisation draws from the global generators
-    return backend.create(
-        vocab_size=Vocabulary.from_dict(cfg.vocab).size,
-        max_len=cfg.max_len,
-        data=data,
-        options=options,
-        device=device,
-        seed=cfg.seed,
-    )
-
-
-def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    """The checkpoint's tensors, on the CPU (RNG states must be CPU tensors; modules and
-    optimisers move their state to their own device when loading)."""
-    p = Path(run_dir) / CHECKPOINT
-    if not p.exists():
-        raise RunError(f"{run_dir}: no {CHECKPOINT} yet (training never reached a checkpoint)")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say so in one line
-        raise RunError(f"{p}: cannot load checkpoint ({type(e).__name__}: {e})") from None
-
-
-def _save_checkpoint(run_dir: Path, iteration: int, trainer: Trainer, eval_gen: torch.Generator) -> Path:
-    state = {
-        "iteration": iteration,
-        "trainer": trainer.state_dict(),
-        "eval_generator": eval_gen.get_state(),
-    }
-    path = run_dir / CHECKPOINT
-    with atomic_open(path, "wb") as f:
-        torch.save(state, f)
-    return path
-
-
-def train(
-    run_dir: str | Path,
-    backend: Backend,
-    grammar: Grammar,
-    *,
-    callbacks: Sequence[Callback] = (),
-    device: str | torch.device | None = None,
-    stop_after: int | None = None,
+    cfg: TrainConfig,
+    dev: torch.device,
+    callbacks: Sequence[Callback],
+    stop_after: int | None,
 ) -> TrainResult:
-    """Train (or resume) the run in ``run_dir`` prepared by ``prepare_run``.
-
-    Resuming continues from ``checkpoint.pt`` and gives the same weights as an uninterrupted
-    run with the same seed on the same device. ``stop_after`` stops (with a checkpoint) after
-    that many iterations in total, as Ctrl-C would: for tests and for time-boxed jobs.
-    """
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir)
+    """The loop, in a run directory whose lock the caller holds."""
     if cfg.backend != backend.name:
         raise RunError(f"{run_dir} was trained with backend {cfg.backend!r}, not {backend.name!r}")
-    dev = resolve_device(cfg.device if device is None else str(device))
     vocab = Vocabulary.from_dict(cfg.vocab)
-    data = vocab.encode(read_data(run_dir / DATA), cfg.max_len, source=str(run_dir / DATA)).to(dev)
+    data_path = run_dir / DATA
+    strings = read_lines(data_path, "data file")
+    check_data(strings, str(data_path))
+    data = vocab.encode(strings, cfg.max_len, source=str(data_path)).to(dev)
     trainer = build_trainer(backend, cfg, dev, data)
     total = trainer.options.iterations
     eval_gen = torch.Generator(device=dev)
     eval_gen.manual_seed(cfg.seed + 1)
     start = 0
     if (run_dir / CHECKPOINT).exists():
-        ckpt = load_checkpoint(run_dir)
-        trainer.load_state_dict(ckpt["trainer"])
+        ckpt = rundir.read_checkpoint(run_dir, cfg)
+        load_trainer_state(trainer, ckpt["trainer"], str(run_dir / CHECKPOINT))
         restore_generator(eval_gen, ckpt["eval_generator"])
-        start = int(ckpt["iteration"])
-        _truncate_metrics(run_dir / METRICS, start)
+        start = ckpt["iteration"]
+        if start > total:
+            raise RunError(f"{run_dir / CHECKPOINT}: iteration {start} is past the run's {total} iterations")
+        rundir.truncate_metrics(run_dir, start)
+    elif (run_dir / rundir.METRICS).exists():
+        rundir.truncate_metrics(run_dir, 0)
     for cb in callbacks:
         cb.on_start(run_dir, total, start, cfg)
 
     stop = _StopFlag()
     pending: list[dict[str, Any]] = []
     iteration = start
-    with stop.installed():
-        while iteration < total:
-            metrics = trainer.step(iteration)
-            iteration += 1
-            for cb in callbacks:
-                cb.on_step(iteration, metrics)
-            if iteration % cfg.log_every == 0 or iteration == total:
-                pending.append({"iteration": iteration, **metrics})
-            if cfg.eval_every and (iteration % cfg.eval_every == 0 or iteration == total):
-                ev = _evaluate(trainer, vocab, grammar, cfg.eval_samples, eval_gen)
-                pending.append({"iteration": iteration, **{f"eval_{k}": v for k, v in ev.items()}})
+    saved = start
+    try:
+        with stop.installed():
+            while iteration < total:
+                metrics = trainer.step(iteration)
+                iteration += 1
                 for cb in callbacks:
-                    cb.on_eval(iteration, ev)
-            requested = stop.requested or (stop_after is not None and iteration >= stop_after)
-            if iteration % cfg.checkpoint_every == 0 or iteration == total or requested:
-                _flush_metrics(run_dir / METRICS, pending)
-                path = _save_checkpoint(run_dir, iteration, trainer, eval_gen)
-                for cb in callbacks:
-                    cb.on_checkpoint(iteration, path)
-            if requested and iteration < total:
-                break
-    stopped = iteration < total
-    if not stopped and cfg.final_samples:
-        ids = trainer.sample_ids(cfg.final_samples, 1.0, eval_gen)
-        write_lines(run_dir / SAMPLES, vocab.decode(ids))
+                    cb.on_step(iteration, metrics)
+                if iteration % cfg.log_every == 0 or iteration == total:
+                    pending.append({"iteration": iteration, **metrics})
+                if cfg.eval_every and (iteration % cfg.eval_every == 0 or iteration == total):
+                    ev = _evaluate(trainer, vocab, grammar, cfg.eval_samples, eval_gen)
+                    pending.append({"iteration": iteration, **{f"eval_{k}": v for k, v in ev.items()}})
+                    for cb in callbacks:
+                        cb.on_eval(iteration, ev)
+                requested = stop.requested or (stop_after is not None and iteration >= stop_after)
+                if iteration % cfg.checkpoint_every == 0 or iteration == total or requested:
+                    rundir.append_metrics(run_dir, pending)
+                    pending.clear()
+                    state = rundir.checkpoint_state(iteration, cfg, trainer.state_dict(), eval_gen.get_state())
+                    path = rundir.write_checkpoint(run_dir, state)
+                    saved = iteration
+                    for cb in callbacks:
+                        cb.on_checkpoint(iteration, path)
+                if requested and iteration < total:
+                    break
+            stopped = iteration < total
+            if not stopped and cfg.final_samples:
+                ids = trainer.sample_ids(cfg.final_samples, 1.0, eval_gen)
+                write_lines(run_dir / SAMPLES, vocab.decode(ids))
+    except Exception as e:
+        if is_oom(e):
+            raise OutOfMemory(
+                f"{run_dir}: out of memory at iteration {iteration + 1} on {dev}; the run is kept at its"
+                f" checkpoint (iteration {saved}): resume with `gumbelseq train --resume {run_dir}` on a device with more memory"
+            ) from None
+        raise
     for cb in callbacks:
         cb.on_end(iteration, stopped)
     return TrainResult(run_dir, iteration, stopped, trainer)
@@ -305,45 +376,6 @@ def _evaluate(
     return {"validity": valid / n, "unique": len(set(samples)) / n}
 
 
-def _flush_metrics(path: Path, pending: list[dict[str, Any]]) -> None:
-    if not pending:
-        return
-    with open(path, "a", encoding="utf-8") as f:
-        for row in pending:
-            f.write(json.dumps(row) + "\n")
-    pending.clear()
-
-
-def _truncate_metrics(path: Path, upto: int) -> None:
-    """Drop log lines past the checkpoint we resume from (a crash after a flush cannot leave
-    any, but a hand-copied checkpoint might), rewriting atomically."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["iteration"] <= upto]
-    with atomic_open(path, "w") as f:
-        f.write("".join(line + "\n" for line in keep))
-
-
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    p = Path(run_dir) / METRICS
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line]
-
-
-def home_dir() -> Path:
-    return Path(os.environ.get("GUMBELSEQ_HOME") or Path.home() / ".gumbelseq")
-
-
-def remember_last_run(run_dir: str | Path) -> None:
-    """Make ``run_dir`` the default for ``gumbelseq sample``."""
-    home = home_dir()
-    home.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(home / "last_run", str(Path(run_dir).resolve()) + "\n")
-
-
-def last_run() -> Path:
-    p = home_dir() / "last_run"
-    if not p.exists():
-        raise RunError("no trained run yet: train one with `gumbelseq train` or pass --run DIR")
-    return Path(p.read_text().strip())
+    """The run's logged rows (losses every ``log_every`` iterations, evaluations)."""
+    return rundir.read_metrics(run_dir, repair_tail=True)

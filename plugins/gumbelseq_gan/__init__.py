@@ -43,9 +43,9 @@ from torch.nn import functional as F
 
 from gumbelseq.model.backend import Backend, BaseOptions, Trainer
 from gumbelseq.errors import OptionError
-from gumbelseq.model.gumbel import check_tau, gumbel_noise
+from gumbelseq.model.gumbel import TAU_MAX, TAU_MIN, check_tau, gumbel_noise
 from gumbelseq.model.hookspecs import hookimpl
-from gumbelseq.model.lstm import sample_in_chunks
+from gumbelseq.model.lstm import lstm_parameters, sample_in_chunks, sampling_bytes
 from gumbelseq.model.seed import restore_generator
 
 from .model import SCHEDULES, Discriminator, Generator, real_log_probs, real_vectors, temperature
@@ -178,7 +178,14 @@ class GANOptions(BaseOptions):
                 raise _bad(name, value, f"an integer >= {low}")
         if self.hard is not None and not isinstance(self.hard, bool):
             raise _bad("hard", self.hard, "true or false")
-        for name in ("tau_start", "tau_end", "lr_g", "lr_d"):
+        for name in ("tau_start", "tau_end"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    check_tau(value)
+                except ValueError:
+                    raise _bad(name, value, f"a number in [{TAU_MIN:g}, {TAU_MAX:g}]") from None
+        for name in ("lr_g", "lr_d"):
             value = getattr(self, name)
             if value is not None and not _finite_positive(value):
                 raise _bad(name, value, "a finite number > 0")
@@ -395,6 +402,17 @@ class GumbelLSTMGAN(Backend):
                 f"integer <= iterations ({resolved.iterations})"
             )
         return resolved
+
+    def memory_estimate(self, options: BaseOptions, *, vocab_size: int, max_len: int) -> int:
+        o = self.resolve_options(options)
+        v, hg, hd = vocab_size, o.hidden_g, o.hidden_d
+        # Parameters with their gradients and two Adam moments (x4), float32.
+        params = 4 * (lstm_parameters(hg, v) + lstm_parameters(hd, v))
+        # Per-step tensors kept for the backward pass (gates, states, relaxed samples), with
+        # a factor 3 for temporaries; the D pass sees real and generated strings together.
+        g_acts = o.gen_batch * max_len * (6 * hg + 3 * v)
+        d_acts = (o.batch_size + o.gen_batch) * max_len * (6 * hd + 2 * v)
+        return 4 * (params + 3 * (g_acts + d_acts)) + sampling_bytes(GANTrainer.sample_chunk, max_len, v, hg)
 
     def create(
         self,

@@ -20,7 +20,7 @@ from gumbelseq.errors import OptionError
 from gumbelseq.model.gumbel import check_tau
 from gumbelseq.model.hookspecs import hookimpl
 from gumbelseq.model.seed import restore_generator
-from gumbelseq.model.lstm import FeedbackLSTM, sample_in_chunks
+from gumbelseq.model.lstm import FeedbackLSTM, lstm_parameters, sample_in_chunks, sampling_bytes
 
 __all__ = ["MLELSTM", "MLEOptions", "MLETrainer", "register_backends"]
 
@@ -142,6 +142,12 @@ class MLELSTM(Backend):
         "Sampling temperature: each character is drawn from softmax(logits / tau). 1 samples "
         "the model's own distribution; below 1 is greedier, above 1 flatter."
     )
+
+    def memory_estimate(self, options: BaseOptions, *, vocab_size: int, max_len: int) -> int:
+        h = getattr(options, "hidden", MLEOptions.hidden)
+        params = 4 * lstm_parameters(h, vocab_size)  # weights, gradients, two Adam moments
+        acts = options.batch_size * max_len * (6 * h + 3 * vocab_size)  # kept for backward
+        return 4 * (params + 3 * acts) + sampling_bytes(MLETrainer.sample_chunk, max_len, vocab_size, h)
 
     def create(
         self,

@@ -1,0 +1,269 @@
+"""User-given output paths (``-o``) never destroy what is there; stdin closed is an error.
+
+Everything is written inside tmp_path; device nodes are only classified, never written."""
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from gumbelseq.errors import InputFileError, OutputFileError
+from gumbelseq.inputs import open_binary, read_lines
+from gumbelseq.outputs import DIRECT, REPLACE, STDOUT, check_output, is_special_path, open_output, own_descriptor
+
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _write(path, text):
+    with open_output(path) as f:
+        f.write(text)
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# -- open_output ---------------------------------------------------------------------------------
+
+
+def test_symlink_stays_a_link_and_its_target_gets_the_content(tmp_path):
+    target = tmp_path / "real.txt"
+    target.write_text("old\n")
+    target.chmod(0o640)
+    link = tmp_path / "link"
+    link.symlink_to("real.txt")
+    _write(link, "new\n")
+    assert link.is_symlink() and os.readlink(link) == "real.txt"
+    assert target.read_text() == "new\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert _leftovers(tmp_path) == []
+
+
+def test_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to("later.txt")
+    _write(link, "x\n")
+    assert link.is_symlink() and (tmp_path / "later.txt").read_text() == "x\n"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o600, 0o755])
+def test_permission_bits_are_kept(tmp_path, mode):
+    p = tmp_path / "out.txt"
+    p.write_text("old\n")
+    p.chmod(mode)
+    _write(p, "new\n")
+    assert p.read_text() == "new\n"
+    assert stat.S_IMODE(p.stat().st_mode) == mode
+
+
+def test_new_file_gets_the_umask_mode_and_content(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        _write(tmp_path / "new.txt", "a\nb\n")
+    finally:
+        os.umask(umask)
+    p = tmp_path / "new.txt"
+    assert p.read_text() == "a\nb\n"
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644  # not the temp file's 600
+    assert check_output(p).kind == REPLACE
+    assert _leftovers(tmp_path) == []
+
+
+def test_fifo_is_written_directly(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert check_output(fifo).kind == DIRECT
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    _write(fifo, "x\nx+x\n")
+    reader.join(timeout=10)
+    assert got == ["x\nx+x\n"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/dev/null", "/dev/sda", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/dev/shm/x.txt"]
+)
+def test_dev_and_proc_paths_are_classified_as_direct_by_their_name(path):
+    assert is_special_path(path)  # pure: only the string is looked at
+
+
+def test_ordinary_paths_are_not_special(tmp_path):
+    assert not is_special_path(tmp_path / "dev" / "x")
+    assert not is_special_path("/devices.txt")
+    assert not is_special_path("relative/out.txt")
+
+
+def test_own_descriptor_names():
+    assert own_descriptor("/dev/stdout") == 1
+    assert own_descriptor("/dev/stderr") == 2
+    assert own_descriptor("/dev/fd/3") == 3
+    assert own_descriptor("/proc/self/fd/1") == 1
+    assert own_descriptor(f"/proc/{os.getpid()}/fd/2") == 2
+    assert own_descriptor(f"/proc/{os.getpid() + 1}/fd/1") is None  # another process's
+    assert own_descriptor("/dev/null") is None
+
+
+def test_dev_stdout_redirected_to_a_file_is_written_through_the_descriptor(tmp_path):
+    # Under pytest's capture fd 1 is a regular temp file: /dev/stdout still means "fd 1",
+    # never "replace the file fd 1 points at". Only classified here, not written.
+    plan = check_output("/dev/stdout")
+    assert plan.kind == DIRECT and plan.fd == 1
+    assert check_output("/dev/null").kind == DIRECT  # a stat, no open
+
+
+def test_dash_writes_to_stdout_and_leaves_it_open(capsys):
+    with open_output("-") as f:
+        f.write("x\nx*x\n")
+    assert check_output("-").kind == STDOUT
+    assert not sys.stdout.closed
+    assert capsys.readouterr().out == "x\nx*x\n"
+
+
+def _one_line_error(path, match):
+    with pytest.raises(OutputFileError) as e:
+        check_output(path)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: ") and match in msg, msg
+    with pytest.raises(OutputFileError, match=match):
+        _write(path, "never\n")
+
+
+def test_missing_parent_folder(tmp_path):
+    _one_line_error(tmp_path / "missing" / "x.txt", "does not exist")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parent_is_a_file(tmp_path):
+    (tmp_path / "somefile").write_text("keep\n")
+    _one_line_error(tmp_path / "somefile" / "x.txt", "is not a folder")
+    assert [p.name for p in tmp_path.iterdir()] == ["somefile"]
+    assert (tmp_path / "somefile").read_text() == "keep\n"
+
+
+def test_target_is_a_directory(tmp_path):
+    (tmp_path / "d").mkdir()
+    _one_line_error(tmp_path / "d", "is a directory")
+    assert list((tmp_path / "d").iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+def test_target_is_a_socket(tmp_path):
+    path = tmp_path / "s"
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(path))
+        _one_line_error(path, "is a socket")
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+    finally:
+        sock.close()
+
+
+def test_unwritable_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if AS_ROOT:  # root may write in any folder: pretend it may not
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: False if os.path.realpath(p) == os.path.realpath(folder) else real(p, m))
+    try:
+        _one_line_error(folder / "x.txt", "permission denied")
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_failure_mid_write_keeps_the_old_file_and_no_temp_file(tmp_path, exc):
+    p = tmp_path / "out.txt"
+    p.write_text("precious\n")
+    with pytest.raises(exc):
+        with open_output(p) as f:
+            f.write("half a line")
+            f.flush()
+            assert _leftovers(tmp_path)  # the content goes to a temp file...
+            raise exc()
+    assert p.read_text() == "precious\n"  # ...and is dropped with it
+    assert _leftovers(tmp_path) == []
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stdin", ["none", "closed"])
+def test_open_binary_dash_with_stdin_closed(monkeypatch, stdin):
+    if stdin == "none":
+        monkeypatch.setattr(sys, "stdin", None)
+    else:
+        r, w = os.pipe()
+        os.close(w)
+        closed = os.fdopen(r)
+        closed.close()
+        monkeypatch.setattr(sys, "stdin", closed)
+    with pytest.raises(InputFileError, match=r"^-: standard input is closed$"):
+        open_binary("-")
+
+
+def test_reading_a_fifo_streams(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("x\nx+x   \n"), daemon=True)
+    writer.start()
+    assert read_lines(fifo) == ["x", "x+x"]
+    writer.join(timeout=10)
+
+
+# -- through the real command line ----------------------------------------------------------------
+
+
+def _gumbelseq(*args, cwd, **kw):
+    return subprocess.run([sys.executable, "-m", "gumbelseq", *args], cwd=cwd, capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_cli_data_into_a_symlink_keeps_the_link(tmp_path):
+    (tmp_path / "real.txt").write_text("old\n")
+    (tmp_path / "link").symlink_to("real.txt")
+    r = _gumbelseq("data", "-n", "3", "-o", "link", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "link").is_symlink()
+    assert len((tmp_path / "real.txt").read_text().splitlines()) == 3
+
+
+def test_cli_data_to_dev_stdout(tmp_path):
+    r = _gumbelseq("data", "-n", "3", "-o", "/dev/stdout", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 3
+
+
+def test_cli_data_to_dev_stdout_redirected_to_a_file_appends(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_text("first\n")
+    inode = log.stat().st_ino
+    with open(log, "a") as f:
+        r = subprocess.run([sys.executable, "-m", "gumbelseq", "data", "-n", "3", "-o", "/dev/stdout"],
+                           cwd=tmp_path, stdout=f, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "first" and len(lines) == 4
+    assert log.stat().st_ino == inode  # written through, not replaced
+
+
+def test_cli_data_into_a_missing_folder_is_one_line(tmp_path):
+    r = _gumbelseq("data", "-o", "missing/x.txt", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("Error:"), r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_score_with_stdin_closed(tmp_path):
+    r = subprocess.run(["bash", "-c", 'exec "$0" -m gumbelseq score - <&-', sys.executable],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip() == "Error: -: standard input is closed"
