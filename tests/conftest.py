@@ -7,7 +7,7 @@ from hypothesis import register_random, settings
 
 class _TorchGlobalRandom:
     """torch's global RNG seen as a ``random.Random``-like object, for Hypothesis to manage,
-    so torch draws inside ``@given`` tests replay with the example (STYLE.md)."""
+    so torch draws inside ``@given`` tests replay with the example."""
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)

@@ -353,7 +353,7 @@ def _train_locked(
                 if requested and iteration < total:
                     break
             stopped = iteration < total
-            if not stopped and cfg.final_samples:
+            if not stopped and cfg.final_samples and (iteration > start or not (run_dir / SAMPLES).exists()):
                 ids = trainer.sample_ids(cfg.final_samples, 1.0, eval_gen)
                 write_lines(run_dir / SAMPLES, vocab.decode(ids))
     except Exception as e:
