@@ -263,7 +263,6 @@ def train_cmd(
             flags = ", ".join(opts_of[n] for n in given)
             raise click.UsageError(f"--resume continues the run as it was configured; drop {flags}")
         device_given = ctx.get_parameter_source("device") is not ParameterSource.DEFAULT
-        err.print(f"run directory: {resume_dir}")
         result = resume_training(resume_dir, device=device if device_given else None, callbacks=progress,
                                  plugins_dir=plugins_dir, remember=True, on_notice=_notice)
     else:
@@ -288,7 +287,6 @@ def train_cmd(
             callbacks=progress,
             plugins_dir=plugins_dir,
             remember=True,
-            on_run_dir=lambda p: err.print(f"run directory: {p}"),
         )
     if result.stopped:
         err.print(f"stopped at iteration {result.iterations}; continue with: gumbelseq train --resume {result.run_dir}")

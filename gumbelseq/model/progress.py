@@ -34,8 +34,12 @@ class RichProgress(Callback):
         )
         self.progress.start()
         self.task = self.progress.add_task(self.label, total=total, completed=start, stats="")
+        # Printed here, once the run is loaded, so that a run that fails to start prints
+        # nothing but its one error line.
         if start:
             self.console.print(f"resuming {run_dir} at iteration {start}/{total}")
+        else:
+            self.console.print(f"run directory: {run_dir}")
 
     def on_step(self, iteration: int, metrics: dict[str, float]) -> None:
         parts = [f"{k}={v:.3f}" for k, v in metrics.items() if k in ("tau", "d_loss", "g_loss", "loss")]

@@ -112,6 +112,14 @@ def _command(spec: ModelSpec, seed: int, quick: bool) -> str:
     return f"gumbelseq train --grammar arith --backend {spec.backend} --seed {seed}{it} {opts}".strip()
 
 
+class _Announce(Callback):
+    def __init__(self, say: Callable[[str], None], label: str) -> None:
+        self.say, self.label = say, label
+
+    def on_start(self, run_dir: Path, total: int, start: int, config: Any) -> None:
+        self.say(f"{self.label}: training in {run_dir}" + (f" from iteration {start}" if start else ""))
+
+
 def _expected_options(spec: ModelSpec, quick: bool) -> dict[str, Any]:
     options = dict(spec.options)
     if quick:
@@ -170,8 +178,8 @@ def run_model(
     say = on_message or (lambda _m: None)
     options = _expected_options(spec, quick)
     timing = run_dir / "timing.json"
-    callbacks = progress(spec) if progress else ()
-    say(f"{spec.label}: training in {run_dir}")
+    # Announced when training starts (not before its checks), so a refusal is one line.
+    callbacks = [_Announce(say, spec.label), *(progress(spec) if progress else ())]
     if not (run_dir / rundir.CONFIG).exists():
         for stale in (timing,):  # a model being retrained after its run was deleted
             stale.unlink(missing_ok=True)
@@ -186,6 +194,8 @@ def run_model(
     else:
         _check_reusable(run_dir, spec, options, seed)
         done = _read_timing(timing)
+        if done["finished"]:
+            say(f"{spec.label}: reusing the finished run in {run_dir}")
         if not done["finished"]:
             t0 = time.perf_counter()
             result = resume_training(run_dir, device=device, callbacks=callbacks)

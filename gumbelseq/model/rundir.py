@@ -190,9 +190,9 @@ class DirLock:
         self.release()
 
 
-def claim_new_dir(path: str | Path, what: str = "run directory") -> tuple[DirLock, bool]:
+def claim_new_dir(path: str | Path, what: str = "run directory") -> tuple[DirLock, Path | None]:
     """Make ``path`` (or take an existing empty folder), lock it, and check it is still empty
-    under the lock. Returns the lock and whether the folder was created here.
+    under the lock. Returns the lock and the outermost folder created here (``None`` if none).
 
     Refuses, touching nothing: a path that is not a folder, a folder holding anything (a run
     of ours or the user's files), a folder another process holds.
@@ -200,11 +200,14 @@ def claim_new_dir(path: str | Path, what: str = "run directory") -> tuple[DirLoc
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise RunError(f"{p}: exists and is not a folder; --out must be a new or empty folder")
-    created = False
+    created: Path | None = None
     if not p.exists():
+        top = p.absolute()
+        while not top.parent.exists():
+            top = top.parent  # the outermost folder this call creates, removed again on discard
         try:
             p.mkdir(parents=True)
-            created = True
+            created = top
         except FileExistsError:
             pass  # another process made it first; the lock below decides
         except OSError as e:
@@ -224,18 +227,25 @@ def claim_new_dir(path: str | Path, what: str = "run directory") -> tuple[DirLoc
     return lock, created
 
 
-def discard_new_dir(path: Path, created: bool, names: tuple[str, ...] = RUN_FILES) -> None:
+def discard_new_dir(path: Path, created: Path | None, names: tuple[str, ...] = RUN_FILES) -> None:
     """Undo a creation that failed part-way: remove only the files this module writes (the
-    folder was empty when claimed), and the folder itself if it was made here."""
+    folder was empty when claimed), and the folders made by ``claim_new_dir`` if empty."""
     for name in names:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             (path / name).unlink()
     for leftover in path.glob(".*.tmp"):
         with contextlib.suppress(OSError):
             leftover.unlink()
-    if created:
-        with contextlib.suppress(OSError):
-            path.rmdir()
+    if created is not None:
+        folder = path.absolute()
+        while True:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: someone else's files arrived meanwhile
+            if folder == created:
+                break
+            folder = folder.parent
 
 
 def default_run_path(backend: str) -> Path:

@@ -120,7 +120,6 @@ def start_training(
     stop_after: int | None = None,
     plugins_dir: str | Path | None = None,
     remember: bool = False,
-    on_run_dir: Callable[[Path], None] | None = None,
 ) -> TrainResult:
     """Create a run directory and train in it.
 
@@ -177,12 +176,10 @@ def start_training(
     path = Path(out_dir) if out_dir is not None else rundir.default_run_path(be.name)
     lock, created = rundir.claim_new_dir(path)
     try:
-        if on_run_dir is not None:
-            on_run_dir(path)
         write_lines(path / DATA, data)
         write_text_atomic(path / GRAMMAR, g.text)
         rundir.write_config(path, cfg)  # last: a folder with config.json is a complete run
-        result = _train_locked(path, be, g, cfg, dev, callbacks, stop_after)
+        result = _train_locked(path, be, g, cfg, dev, callbacks, stop_after, plugins_dir)
     except BaseException:
         if not (path / CHECKPOINT).exists():
             rundir.discard_new_dir(path, created)
@@ -214,7 +211,7 @@ def resume_training(
         be = _backend(cfg.backend, plugins_dir)
         g = load_grammar(path / GRAMMAR, on_notice=on_notice)
         dev = resolve_device(cfg.device if device is None else device)
-        result = _train_locked(path, be, g, cfg, dev, callbacks, stop_after)
+        result = _train_locked(path, be, g, cfg, dev, callbacks, stop_after, plugins_dir)
     if remember:
         rundir.remember_last_run(path)
     return result
@@ -296,6 +293,7 @@ def _train_locked(
     dev: torch.device,
     callbacks: Sequence[Callback],
     stop_after: int | None,
+    plugins_dir: str | Path | None = None,
 ) -> TrainResult:
     """The loop, in a run directory whose lock the caller holds."""
     if cfg.backend != backend.name:
@@ -305,7 +303,7 @@ def _train_locked(
     strings = read_lines(data_path, "data file")
     check_data(strings, str(data_path))
     data = vocab.encode(strings, cfg.max_len, source=str(data_path)).to(dev)
-    trainer = build_trainer(backend, cfg, dev, data)
+    trainer = build_trainer(backend, cfg, dev, data, plugins_dir)
     total = trainer.options.iterations
     eval_gen = torch.Generator(device=dev)
     eval_gen.manual_seed(cfg.seed + 1)
