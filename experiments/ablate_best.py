@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from gumbelseq.lang.dataset import draw_dataset, write_lines
+from gumbelseq.lang.dataset import draw_dataset
+from gumbelseq.outputs import write_lines
 from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.model.reproduce import COLUMNS, MAX_LEN, N_TRAIN, ModelSpec, Reproduction, _environment, run_model, table_rows
 from gumbelseq.model.train import read_data

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -100,8 +99,8 @@ def grammars_cmd(as_json: bool) -> None:
 @domain_errors
 def data_cmd(grammar: str, count: int, max_len: int, mode: str, seed: int, output: str | None) -> None:
     """Draw training strings from a grammar, one per line (no padding)."""
-    from .lang.dataset import draw_dataset, write_lines
-    from .outputs import check_output
+    from .lang.dataset import draw_dataset
+    from .outputs import check_output, write_lines
 
     if output is not None:
         check_output(output)  # a bad path fails now, before drawing, and creates nothing

@@ -43,7 +43,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 from .errors import OutputFileError
 
@@ -302,3 +302,12 @@ def _create_temp(path: str, folder: str, name: str) -> tuple[str, int]:
         except OSError as e:
             raise _fail(path, f"cannot create a file in {_describe(os.path.dirname(path))}: {e.strerror}") from None
     raise _fail(path, f"cannot create a temporary file in {_describe(os.path.dirname(path))}")
+
+
+def write_lines(path: str | Path, lines: Iterable[str]) -> None:
+    """Write one string per line to a user-given path (``-`` for stdout), by the rules of
+    ``gumbelseq.outputs.open_output``: an existing regular file is only replaced on success."""
+    with open_output(path, "w") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")

@@ -1,13 +1,10 @@
-"""Training data drawn from a grammar: ``draw_dataset`` and the one-string-per-line format."""
+"""Training data drawn from a grammar: ``draw_dataset``."""
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
-from typing import Iterable
 
 from ..errors import UnsupportedGrammarError
-from ..outputs import open_output
 from .grammar import Grammar
 from .language import MODES, Language
 
@@ -47,12 +44,3 @@ def draw_dataset(
                 " one-string-per-line file cannot hold"
             )
     return out
-
-
-def write_lines(path: str | Path, lines: Iterable[str]) -> None:
-    """Write one string per line to a user-given path (``-`` for stdout), by the rules of
-    ``gumbelseq.outputs.open_output``: an existing regular file is only replaced on success."""
-    with open_output(path, "w") as f:
-        for line in lines:
-            f.write(line)
-            f.write("\n")

@@ -24,13 +24,13 @@ import torch
 
 from ..errors import GumbelseqError, InputFileError, RunError
 from ..inputs import read_text
-from ..outputs import atomic_open, write_text_atomic
-from ..lang.dataset import draw_dataset, write_lines
+from ..lang.dataset import draw_dataset
 from ..lang.grammar import Grammar, load_grammar
-from . import rundir
-from .run import load_run
 from ..lang.score import Report, score_samples
+from ..outputs import atomic_open, write_lines, write_text_atomic
+from . import rundir
 from .rundir import check_seed
+from .run import load_run
 from .train import Callback, read_data, read_metrics, resolve_device, resume_training, start_training
 
 MAX_LEN = 12

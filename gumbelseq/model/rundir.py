@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import GumbelseqError, InputFileError, RunError
 from ..inputs import read_text

@@ -23,9 +23,9 @@ import torch
 
 from ..errors import GumbelseqError, RunError
 from ..inputs import read_lines
-from ..lang.dataset import draw_dataset, write_lines
+from ..lang.dataset import draw_dataset
 from ..lang.grammar import Grammar, load_grammar
-from ..outputs import write_text_atomic
+from ..outputs import write_lines, write_text_atomic
 from . import rundir
 from .backend import Backend, Trainer
 from .memory import OutOfMemory, check_fits, is_oom
