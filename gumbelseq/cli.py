@@ -211,6 +211,7 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
 
 @main.command("train")
 @grammar_option
+@click.option("--start", default="start", show_default=True, help="The grammar's start rule.")
 @click.option("--data", type=str, default=None, help="Training strings, one per line [default: draw the paper's set from the grammar].")
 @click.option("--data-size", type=click.IntRange(min=1), default=5000, show_default=True, help="Strings to draw when --data is not given.")
 @click.option("--max-len", type=click.IntRange(min=1), default=None, help="Sequence length [default: 12, or the longest --data string].")
@@ -228,6 +229,7 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
 @domain_errors
 def train_cmd(
     grammar: str,
+    start: str,
     data: str | None,
     data_size: int,
     max_len: int | None,
@@ -254,7 +256,7 @@ def train_cmd(
     progress = [RichProgress(err, label=resume_dir or backend)]
     if resume_dir is not None:
         # A resumed run continues exactly as configured; silently ignoring a flag would lie.
-        fixed = ["grammar", "data", "data_size", "max_len", "backend", "iterations", "batch_size", "seed",
+        fixed = ["grammar", "start", "data", "data_size", "max_len", "backend", "iterations", "batch_size", "seed",
                  "out_dir", "opts", "eval_every", "checkpoint_every"]
         given = [n for n in fixed if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT]
         if given:
@@ -271,7 +273,7 @@ def train_cmd(
         if batch_size is not None:
             options["batch_size"] = batch_size
         result = start_training(
-            grammar=load_grammar(grammar, on_notice=_notice),
+            grammar=load_grammar(grammar, start=start, on_notice=_notice),
             backend=backend,
             out_dir=out_dir,
             options=options,

@@ -157,3 +157,21 @@ def test_cli_resume_continues_and_refuses_new_settings(tmp_path):
     r = runner.invoke(main, ["train", "--resume", str(run)])
     assert r.exit_code == 0, r.output
     assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 8
+
+
+def test_train_with_another_start_rule_and_resume(tmp_path):
+    g = tmp_path / "g.lark"
+    g.write_text('expr: "y" | expr "+" "y"\n')
+    runner = CliRunner()
+    run = tmp_path / "run"
+    r = runner.invoke(main, ["train", "--grammar", str(g), "--start", "expr", "--backend", "mle-lstm", "--iterations", "6",
+                             "--batch-size", "8", "--data-size", "30", "--device", "cpu", "--out", str(run),
+                             "--checkpoint-every", "2", "--eval-every", "2"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "config.json").read_text())["start"] == "expr"
+    assert set("".join((run / "data.txt").read_text().split())) == {"y", "+"}
+    # resuming must load the grammar with the recorded start rule (there is no rule `start`)
+    r = runner.invoke(main, ["train", "--resume", str(run)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["train", "--resume", str(run), "--start", "other"])
+    assert r.exit_code == 2 and "drop --start" in r.output

@@ -58,6 +58,7 @@ class TrainConfig:
     grammar: str
     vocab: dict[str, Any]
     max_len: int
+    start: str = "start"
     seed: int = 0
     device: str = "cpu"
     data_source: str = "grammar"
@@ -124,6 +125,7 @@ _SCHEMA = {
     "grammar": _str,
     "vocab": _vocab,
     "max_len": _int_in(1, MAX_LEN_LIMIT),
+    "start": _str,
     "seed": _int_in(0, MAX_SEED),
     "device": _str,
     "data_source": _str,

@@ -103,6 +103,7 @@ def _backend(backend: str | Backend, plugins_dir: str | Path | None) -> Backend:
 def start_training(
     *,
     grammar: Grammar | str = "arith",
+    start: str = "start",
     backend: str | Backend = "gumbel-lstm-gan",
     out_dir: str | Path | None = None,
     options: dict[str, Any] | None = None,
@@ -125,14 +126,15 @@ def start_training(
 
     ``out_dir`` must be a new or empty folder (default ``runs/<backend>-<time>``); anything
     else is refused before anything is written. Without ``data`` the training set is drawn
-    from the grammar (``n_data`` strings of length <= ``max_len``, uniform, ``seed``). Every
+    from the grammar (``n_data`` strings of length <= ``max_len``, uniform, ``seed``);
+    ``start`` names the start rule when ``grammar`` is a name or path. Every
     check that can fail (options, sizes against free memory, the device, the data) runs
     before the folder is made; a failure before the first checkpoint removes what was made.
     ``remember`` makes the run the default of ``gumbelseq sample``.
     """
     seed = check_seed(seed)
     be = _backend(backend, plugins_dir)
-    g = load_grammar(grammar) if isinstance(grammar, str) else grammar
+    g = load_grammar(grammar, start=start) if isinstance(grammar, str) else grammar
     dev = resolve_device(device)
     if remember:
         rundir.check_home()
@@ -164,6 +166,7 @@ def start_training(
         grammar=g.path,
         vocab=vocab.to_dict(),
         max_len=max_len,
+        start=g.start,
         seed=seed,
         device=str(dev),
         data_source=data_source,
@@ -209,7 +212,7 @@ def resume_training(
     with rundir.DirLock(path, "run directory"):
         cfg = rundir.read_config(path)
         be = _backend(cfg.backend, plugins_dir)
-        g = load_grammar(path / GRAMMAR, on_notice=on_notice)
+        g = load_grammar(path / GRAMMAR, start=cfg.start, on_notice=on_notice)
         dev = resolve_device(cfg.device if device is None else device)
         result = _train_locked(path, be, g, cfg, dev, callbacks, stop_after, plugins_dir)
     if remember:
