@@ -195,3 +195,68 @@ def test_expected_tokens_are_listed_once(tmp_path):
     p.write_text('start: a | b\na: "c"\nb: "c"\n')
     v = load_grammar(p).validate("")
     assert not v.ok and v.expected == ("'c'",)
+
+
+# -- the start rule --------------------------------------------------------------------------------
+
+
+def test_unknown_start_rule_is_a_one_line_error_listing_the_rules(tmp_path):
+    p = tmp_path / "g.lark"
+    p.write_text('start: item+\nitem: "a" | pair\npair: "(" item ")"\n')
+    with pytest.raises(GrammarSyntaxError) as e:
+        load_grammar(p, start="nope")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "unknown start rule 'nope'" in msg and msg.endswith("rules are: item, pair, start")
+    # Also on the Earley path, and for a grammar without any rule named start.
+    amb = tmp_path / "amb.lark"
+    amb.write_text('s: s "+" s | "x"\n')
+    with pytest.raises(GrammarSyntaxError, match=r"unknown start rule 'start'; the grammar's rules are: s$"):
+        load_grammar(amb)
+    g = load_grammar(amb, start="s")
+    assert g.algorithm == "earley" and g.is_valid("x+x") and not g.is_valid("x+")
+
+
+def test_start_rule_not_named_start_with_imports():
+    from oracle import CORPUS_DIR
+
+    lists = CORPUS_DIR / "composed" / "lists.lark"
+    expected = "unknown start rule 'start'; the grammar's rules are: atom, item, list"
+    with pytest.raises(GrammarSyntaxError, match=expected):
+        load_grammar(lists)
+    g = load_grammar(lists, start="list")
+    assert g.start == "list" and g._fast is not None
+    assert g.is_valid("[1,[x,[]]]") and not g.is_valid("[ 1]") and not g.is_valid("x")
+
+
+def test_score_start_option(tmp_path):
+    from oracle import CORPUS_DIR
+
+    lists = str(CORPUS_DIR / "composed" / "lists.lark")
+    data = tmp_path / "s.txt"
+    data.write_text("[1,x]\n[[]]\n[ ]\nx\n")
+    r = _cli(tmp_path, "score", str(data), "--grammar", lists, "--start", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    rep = json.loads(r.stdout)
+    assert (rep["total"], rep["valid"]) == (4, 2)
+    line = _assert_one_line_error(_cli(tmp_path, "score", str(data), "--grammar", lists))
+    assert "unknown start rule 'start'" in line and "atom, item, list" in line
+    line = _assert_one_line_error(_cli(tmp_path, "score", str(data), "--grammar", "arith", "--start", "expr"))
+    assert "unknown start rule 'expr'" in line and "start" in line
+
+
+def test_score_rejects_what_lark_rejects_with_an_ignored_terminal(tmp_path):
+    # The reported bug: " " is the %ignore'd WS, never the rule terminal SP, so "a b" is invalid.
+    from oracle import CORPUS_DIR
+
+    data = tmp_path / "s.txt"
+    data.write_text("a b\nc\n c\nab\n")
+    r = _cli(tmp_path, "score", str(data), "--grammar", str(CORPUS_DIR / "ignore_collide.lark"), "--json")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    rep = json.loads(r.stdout)
+    assert (rep["total"], rep["valid"]) == (4, 2)
+    assert "a b" in [e["text"] for e in rep["invalid_examples"]]

@@ -72,7 +72,12 @@ class Grammar:
 
     def __post_init__(self) -> None:
         if self.algorithm == "lalr":
-            self._fast = LalrRecognizer.for_parser(self.parser, self.start)
+            try:
+                self._fast = LalrRecognizer.for_parser(self.parser, self.start)
+            except re.error:
+                raise  # the lexer regex itself; load_grammar reports it
+            except Exception:  # noqa: BLE001 - Lark internals not as expected: Lark.parse decides
+                self._fast = None
         # Expected-token sets name terminals; show literals as the user wrote them.
         for term in self.parser.terminals:
             if isinstance(term.pattern, PatternStr):
@@ -89,25 +94,36 @@ class Grammar:
         return list(self.parser.rules)
 
     def is_valid(self, text: str) -> bool:
+        """Exactly whether ``self.parser.parse(text)`` succeeds (see ``validate``)."""
         if self._fast is not None:
-            return self._fast.check(text)[0]
+            try:
+                return self._fast.check(text)[0]
+            except Exception:  # noqa: BLE001 - never raise; validate() reports the reason
+                return False
         return self.validate(text).ok
 
     def validate(self, text: str) -> Validation:
-        """Never raises: a failure inside the parser is an invalid result with its reason."""
-        if self._fast is not None:
-            ok, column, names = self._fast.check(text)
-            if ok:
-                return Validation(True)
-            context = f"{text}\n{' ' * (column - 1)}^\n" if text else ""
-            return Validation(False, column, self._expected(names), context)
+        """Never raises: a failure inside the parser is an invalid result with its reason.
+
+        Valid means exactly that ``Lark.parse`` accepts ``text`` with this grammar's parser and
+        lexer (lexer included: ``%ignore``, terminal priorities, the contextual lexer's choice of
+        terminals per parser state). For a strict-LALR grammar a tree-free recogniser on Lark's
+        own tables and lexers answers (``recognizer.py``); otherwise ``Lark.parse`` itself.
+        """
         try:
-            self.parser.parse(text)
-        except UnexpectedInput as e:
-            return self._describe(text, e)
+            if self._fast is not None:
+                ok, column, names = self._fast.check(text)
+                if ok:
+                    return Validation(True)
+                context = f"{text}\n{' ' * (column - 1)}^\n" if text else ""
+                return Validation(False, column, self._expected(names), context)
+            try:
+                self.parser.parse(text)
+            except UnexpectedInput as e:
+                return self._describe(text, e)
+            return Validation(True)
         except Exception as e:  # noqa: BLE001 - e.g. Earley's KeyError on a %declare'd terminal
             return Validation(False, 1, (), _reason(e))
-        return Validation(True)
 
     def _expected(self, names) -> tuple[str, ...]:
         expected = tuple(sorted({self._display.get(n, n) for n in names if n != "$END"}))
@@ -133,7 +149,11 @@ class Grammar:
             context = e.get_context(text) if text else ""
         except Exception:  # get_context indexes into text; never let display code fail
             context = ""
-        return Validation(False, max(1, int(column)), expected, context)
+        try:
+            column = max(1, int(column))
+        except (TypeError, ValueError):  # a token without a position ('?' or None)
+            column = 1
+        return Validation(False, column, expected, context)
 
 
 def builtin_grammars() -> list[GrammarInfo]:
@@ -206,6 +226,7 @@ def load_grammar(
         parser = _lark(text, shown, parser="lalr", strict=True, start=start)
         algorithm = "lalr"
     except LarkError as e:
+        _check_start_rule(text, shown, start)
         # Strict LALR reports conflicts (GrammarError) and regex collisions (LexError);
         # anything else is a real error in the grammar file.
         if not _is_lalr_limitation(e):
@@ -239,6 +260,24 @@ def _lark(text: str, shown: str, **options) -> Lark:
         raise GrammarSyntaxError(_import_error_line(shown, text, e)) from None
     except Exception as e:  # noqa: BLE001 - e.g. an assert in Lark's import search
         raise GrammarSyntaxError(_grammar_error_line(shown, e)) from None
+
+
+def _check_start_rule(text: str, shown: str, start: str) -> None:
+    """An unknown start rule is a one-line error that lists the rules the grammar defines."""
+    try:
+        from lark.load_grammar import load_grammar as lark_load_grammar
+
+        defined, _ = lark_load_grammar(text, shown, [], False)
+        rules = [str(r[0]) for r in defined.rule_defs if not r[1]]  # r[1]: template parameters
+    except Exception:  # noqa: BLE001 - a grammar Lark cannot read: its own error says why
+        return
+    if start in rules:
+        return
+    # Rules pulled in by %import are renamed module__rule; they are not the grammar's own names.
+    own = sorted(r for r in rules if "__" not in r) or sorted(rules)
+    raise GrammarSyntaxError(
+        f"{shown}: unknown start rule {start!r}; the grammar's rules are: {', '.join(own) or '(none)'}"
+    )
 
 
 def _import_error_line(shown: str, text: str, e: OSError) -> str:
