@@ -116,16 +116,17 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, seed: int, outpu
 @main.command("score")
 @click.argument("file", type=str)
 @grammar_option
+@click.option("--start", default="start", show_default=True, help="The grammar's start rule: a line is valid when Lark parses it from this rule.")
 @click.option("--reference", type=str, default=None, help="Training data file: enables novelty and distances.")
 @click.option("--max-len", type=click.IntRange(min=0), default=None, help="Length bound for coverage [default: the longest valid sample].")
 @click.option("--show-invalid", type=click.IntRange(min=0), default=5, show_default=True, help="How many invalid samples to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @domain_errors
-def score_cmd(file: str, grammar: str, reference: str | None, max_len: int | None, show_invalid: int, as_json: bool) -> None:
+def score_cmd(file: str, grammar: str, start: str, reference: str | None, max_len: int | None, show_invalid: int, as_json: bool) -> None:
     """Score a sample file (one sample per line; FILE may be - for stdin)."""
     from .lang.score import score_file
 
-    g = load_grammar(grammar, on_notice=_notice)
+    g = load_grammar(grammar, start=start, on_notice=_notice)
     rep = score_file(file, g, reference=reference, max_len=max_len, show_invalid=show_invalid)
     if as_json:
         _emit_json(rep.to_dict())
