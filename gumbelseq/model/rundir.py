@@ -138,6 +138,10 @@ _SCHEMA = {
 }
 
 
+#: Keys added after version 2 first shipped, with the value a run made without them meant.
+_OPTIONAL = {"start": "start"}
+
+
 def parse_config(raw: Any, source: str) -> TrainConfig:
     """A ``TrainConfig`` from decoded JSON, every key checked; errors name ``source`` and key."""
     if not isinstance(raw, dict):
@@ -146,6 +150,7 @@ def parse_config(raw: Any, source: str) -> TrainConfig:
     for key in raw:
         if key not in required:
             raise RunError(f"{source}: unknown key {key!r}")
+    raw = {**_OPTIONAL, **raw}
     for key in sorted(required):
         if key not in raw:
             if key == "version":
@@ -324,6 +329,7 @@ def read_checkpoint(run_dir: str | Path, cfg: TrainConfig) -> dict[str, Any]:
     saved = ckpt["config"]
     if not isinstance(saved, dict):
         raise RunError(f"{p}: 'config' must be a dict")
+    saved = {**_OPTIONAL, **saved}
     for key, value in cfg.identity().items():
         if saved.get(key) != value:
             raise RunError(
