@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters: how a foreign
+    exception (a plugin's, torch's) is quoted inside a one-line error."""
+    return (str(e).strip().splitlines() or [""])[0][:limit]
+
+
 class GumbelseqError(Exception):
     """Base class: a user-facing problem with a one-line message."""
 

@@ -17,7 +17,7 @@ import pluggy
 
 from . import hookspecs
 from .backend import Backend
-from ..errors import GumbelseqError, UnknownBackendError
+from ..errors import GumbelseqError, UnknownBackendError, first_line
 
 ENTRY_POINT_GROUP = "gumbelseq"
 PLUGINS_DIR_ENV = "GUMBELSEQ_PLUGINS_DIR"
@@ -42,8 +42,7 @@ class Registry:
         try:
             self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         except Exception as e:  # an installed plugin package that fails to import
-            first = (str(e).strip().splitlines() or [""])[0][:200]
-            raise GumbelseqError(f"a plugin of entry-point group {ENTRY_POINT_GROUP!r} failed to load: {type(e).__name__}: {first}") from None
+            raise GumbelseqError(f"a plugin of entry-point group {ENTRY_POINT_GROUP!r} failed to load: {type(e).__name__}: {first_line(e)}") from None
         sources = {}
         for plugin, dist in self.pm.list_plugin_distinfo():
             name = self.pm.get_name(plugin)
@@ -72,8 +71,7 @@ class Registry:
             except GumbelseqError:
                 raise
             except Exception as e:  # a broken plugin is named, never a traceback
-                first = (str(e).strip().splitlines() or [""])[0][:200]
-                raise GumbelseqError(f"plugin {source}: register_backends failed: {type(e).__name__}: {first}") from None
+                raise GumbelseqError(f"plugin {source}: register_backends failed: {type(e).__name__}: {first_line(e)}") from None
 
     def entries(self) -> list[BackendEntry]:
         return sorted(self._backends.values(), key=lambda e: e.name)

@@ -181,8 +181,7 @@ def run_model(
     # Announced when training starts (not before its checks), so a refusal is one line.
     callbacks = [_Announce(say, spec.label), *(progress(spec) if progress else ())]
     if not (run_dir / rundir.CONFIG).exists():
-        for stale in (timing,):  # a model being retrained after its run was deleted
-            stale.unlink(missing_ok=True)
+        timing.unlink(missing_ok=True)  # a model being retrained after its run was deleted
         t0 = time.perf_counter()
         result = start_training(grammar=grammar, backend=spec.backend, out_dir=run_dir, options=options,
                                 data=list(train_set), data_source="reproduce training set", max_len=MAX_LEN,

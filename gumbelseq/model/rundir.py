@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import GumbelseqError, InputFileError, RunError
+from ..errors import GumbelseqError, InputFileError, RunError, first_line
 from ..inputs import read_text
 from ..outputs import write_text_atomic
 
@@ -311,8 +311,7 @@ def read_checkpoint(run_dir: str | Path, cfg: TrainConfig) -> dict[str, Any]:
         # RNG states must be CPU tensors; modules and optimisers move theirs when loading.
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, foreign or malicious: one line, never a traceback
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise RunError(f"{p}: cannot load checkpoint ({type(e).__name__}: {first})") from None
+        raise RunError(f"{p}: cannot load checkpoint ({type(e).__name__}: {first_line(e)})") from None
     if not isinstance(ckpt, dict):
         raise RunError(f"{p}: not a gumbelseq checkpoint (a {type(ckpt).__name__}, expected a dict)")
     for key in ("iteration", "trainer", "eval_generator", "config"):

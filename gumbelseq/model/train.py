@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..errors import GumbelseqError, RunError
+from ..errors import GumbelseqError, RunError, first_line
 from ..inputs import read_lines
 from ..lang.dataset import draw_dataset
 from ..lang.grammar import Grammar, load_grammar
@@ -145,6 +145,7 @@ def start_training(
             raise GumbelseqError(f"max_len must be in [1, {rundir.MAX_LEN_LIMIT}], got {max_len}")
         data = draw_dataset(g, n_data, max_len=max_len, seed=seed)
         data_source = data_source or f"grammar {g.name}"
+        check_data(data, data_source)
     else:
         data = list(data)
         data_source = data_source or "data"
@@ -154,7 +155,6 @@ def start_training(
             max_len = longest
         elif longest > max_len:
             raise GumbelseqError(f"{data_source}: a string has length {longest}, more than --max-len {max_len}")
-    check_data(data, data_source)
     vocab = Vocabulary.from_strings(data)
     estimate = be.memory_estimate(resolved, vocab_size=vocab.size, max_len=max_len)
     if estimate is not None:
@@ -247,8 +247,7 @@ def build_trainer(
         if is_oom(e):
             raise OutOfMemory(f"backend {backend.name}: out of memory building the model on {device}") from None
         source = get_registry(plugins_dir).source(backend.name) or "unregistered"
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise RunError(f"backend {backend.name} ({source}): create() failed: {type(e).__name__}: {first}") from None
+        raise RunError(f"backend {backend.name} ({source}): create() failed: {type(e).__name__}: {first_line(e)}") from None
 
 
 def load_trainer_state(trainer: Trainer, state: dict[str, Any], source: str) -> None:
@@ -259,8 +258,7 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any], source: str) -> 
     except GumbelseqError:
         raise
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0][:160]
-        raise RunError(f"{source}: does not fit this run's model ({type(e).__name__}: {first})") from None
+        raise RunError(f"{source}: does not fit this run's model ({type(e).__name__}: {first_line(e, 160)})") from None
 
 
 class _StopFlag:
@@ -303,9 +301,7 @@ def _train_locked(
         raise RunError(f"{run_dir} was trained with backend {cfg.backend!r}, not {backend.name!r}")
     vocab = Vocabulary.from_dict(cfg.vocab)
     data_path = run_dir / DATA
-    strings = read_lines(data_path, "data file")
-    check_data(strings, str(data_path))
-    data = vocab.encode(strings, cfg.max_len, source=str(data_path)).to(dev)
+    data = vocab.encode(read_data(data_path), cfg.max_len, source=str(data_path)).to(dev)
     trainer = build_trainer(backend, cfg, dev, data, plugins_dir)
     total = trainer.options.iterations
     eval_gen = torch.Generator(device=dev)
