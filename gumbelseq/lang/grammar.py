@@ -69,6 +69,8 @@ class Grammar:
     start: str = "start"
     _display: dict[str, str] = field(default_factory=dict, repr=False)
     _fast: LalrRecognizer | None = field(default=None, repr=False)
+    #: Results of analyses that depend only on the grammar (see ``exactness.py``).
+    _analysis: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.algorithm == "lalr":
@@ -154,6 +156,18 @@ class Grammar:
         except (TypeError, ValueError):  # a token without a position ('?' or None)
             column = 1
         return Validation(False, column, expected, context)
+
+
+def display_name(parser: Lark, name: str) -> str:
+    """A terminal as the user wrote it: its name, or for an anonymous one (``__IGNORE_0``,
+    ``LPAR`` made from ``"("``) its pattern."""
+    if not name.startswith("__"):
+        return name
+    for term in parser.terminals:
+        if term.name == name:
+            p = term.pattern
+            return repr(p.value) if isinstance(p, PatternStr) else f"/{p.value}/"
+    return name
 
 
 def builtin_grammars() -> list[GrammarInfo]:

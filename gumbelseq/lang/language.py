@@ -7,10 +7,12 @@ multi-character and regex terminals count the same way single characters do.
 
 From these tables come:
 
-* ``count(n)`` / ``count_upto(L)``: the size of the language by length. For an unambiguous
-  grammar (every LALR(1) grammar is one) a derivation is a string, so these are exact string
-  counts; for an ambiguous grammar (one that fell back to Earley) they count derivations and
-  over-count strings. ``Language.exact`` says which.
+* ``count(n)`` / ``count_upto(L)``: the number of derivations by length. They are the string
+  counts of Lark's language exactly when ``exactness.py`` proves that derivations and strings
+  correspond one to one (``Language.exact``; otherwise ``Language.reason`` says why not: an
+  ambiguous grammar, ``%ignore``, tokens that Lark's lexer can read differently).
+* ``derive_uniform`` / ``derive_pcfg``: a derivation as its ``(terminal, text)`` tokens;
+  ``sampler.py`` turns tokens into text and keeps only what Lark reads back as those tokens.
 * ``sample_uniform``: the recursive method (Flajolet, Zimmermann & Van Cutsem 1994): choose a
   length with weight count(n), then each rule and each split of the length by the number of
   derivations below it. Every derivation of length <= L is equally likely, with no rejection.
@@ -22,11 +24,16 @@ From these tables come:
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 from ..errors import GumbelseqError, UnsupportedGrammarError
+from .exactness import exactness
 from .grammar import Grammar
 from .regex import RegexLanguage
+
+Token = tuple[str, str]  # (terminal name, its text)
 
 MODES = ("uniform", "pcfg")
 
@@ -66,9 +73,15 @@ class Language:
             )
         self.grammar = grammar
         self.max_len = max_len
-        self.exact = grammar.algorithm == "lalr"
+        #: Why counts may not be string counts of Lark's language (None: they are).
+        self.reason: str | None = exactness(grammar)
+        self.exact = self.reason is None
         self._terminals: dict[str, RegexLanguage] = {}
+        # Only terminals the rules use: an %ignore-only terminal may be any regex Lark takes.
+        used = {s.name for r in grammar.rules for s in r.expansion if s.is_term}
         for term in grammar.terminals:
+            if term.name not in used:
+                continue
             try:
                 self._terminals[term.name] = RegexLanguage(
                     term.pattern.to_regexp(), term.pattern.flags, max_len=max_len
@@ -95,7 +108,7 @@ class Language:
 
     def _sym(self, name: str) -> list[int]:
         t = self._terminals.get(name)
-        return t.counts if t is not None else self._nt[name]
+        return t._counts if t is not None else self._nt[name]
 
     def _tabulate(self) -> None:
         L = self.max_len
@@ -151,6 +164,10 @@ class Language:
                 acc += unreachable if m is None else m
                 res.append(acc)
             self._reserve[r] = tuple(reversed(res))
+        # Cumulative weights for the choices sampling makes, built on first use: each choice is
+        # one rng.randrange(total) and a bisection instead of a pass over big integers.
+        self._rule_cum: dict[tuple[str, int], tuple[list[_Rule], list[int]]] = {}
+        self._split_cum: dict[tuple[_Rule, int, int], list[int]] = {}
 
     def count(self, n: int) -> int:
         """Number of strings (derivations, for an ambiguous grammar) of exactly ``n`` characters."""
@@ -164,7 +181,12 @@ class Language:
     # -- uniform sampling ------------------------------------------------------------------
 
     def sample_uniform(self, rng: random.Random, min_len: int = 0) -> str:
-        """One string, uniform over all derivations of length ``min_len``..``max_len``."""
+        """One derivation's string, uniform over derivations of length ``min_len``..``max_len``
+        (not checked against Lark's lexer: see ``sampler.py`` for strings that are)."""
+        return "".join(text for _, text in self.derive_uniform(rng, min_len))
+
+    def derive_uniform(self, rng: random.Random, min_len: int = 0) -> list[Token]:
+        """A derivation's tokens, uniform over derivations of length ``min_len``..``max_len``."""
         weights = self.counts[min_len:]
         if not any(weights):
             raise UnsupportedGrammarError(
@@ -173,34 +195,49 @@ class Language:
         n = min_len + _choose(rng, weights)
         return self._expand(self.grammar.start, n, rng)
 
-    def _expand(self, symbol: str, n: int, rng: random.Random) -> str:
+    def _expand(self, symbol: str, n: int, rng: random.Random) -> list[Token]:
         # An explicit stack: left-recursive grammars make derivations as deep as they are long.
-        out: list[str] = []
+        out: list[Token] = []
         stack: list[tuple[str, int]] = [(symbol, n)]
+        terminals, rule_cum, split_cum = self._terminals, self._rule_cum, self._split_cum
         while stack:
             sym, length = stack.pop()
-            term = self._terminals.get(sym)
+            term = terminals.get(sym)
             if term is not None:
-                out.append(term.sample(length, rng))
+                out.append((sym, term.sample(length, rng)))
                 continue
-            rules = self._rules[sym]
-            r = rules[_choose(rng, [self._suffix[x][0][length] for x in rules])]
+            entry = rule_cum.get((sym, length))
+            if entry is None:
+                rules = self._rules[sym]
+                entry = (rules, list(accumulate(self._suffix[x][0][length] for x in rules)))
+                rule_cum[(sym, length)] = entry
+            rules, cum = entry
+            r = rules[bisect_right(cum, rng.randrange(cum[-1]))]
             tabs = self._suffix[r]
             parts: list[tuple[str, int]] = []
             rest = length
             for i, s in enumerate(r.symbols):
-                c = self._sym(s)
-                nxt = tabs[i + 1]
-                m = _choose(rng, [c[m] * nxt[rest - m] for m in range(rest + 1)])
+                cum = split_cum.get((r, i, rest))
+                if cum is None:
+                    c = self._sym(s)
+                    nxt = tabs[i + 1]
+                    cum = list(accumulate(c[m] * nxt[rest - m] for m in range(rest + 1)))
+                    split_cum[(r, i, rest)] = cum
+                m = bisect_right(cum, rng.randrange(cum[-1]))
                 parts.append((s, m))
                 rest -= m
             stack.extend(reversed(parts))
-        return "".join(out)
+        return out
 
     # -- pcfg sampling -----------------------------------------------------------------------
 
     def sample_pcfg(self, rng: random.Random) -> str:
-        """One random derivation with equally likely alternatives, bounded by ``max_len``."""
+        """One random derivation's string with equally likely alternatives, bounded by
+        ``max_len`` (not checked against Lark's lexer: see ``sampler.py``)."""
+        return "".join(text for _, text in self.derive_pcfg(rng))
+
+    def derive_pcfg(self, rng: random.Random) -> list[Token]:
+        """A random derivation's tokens, alternatives equally likely among those that fit."""
         start = self.grammar.start
         if self._min_len.get(start) is None:
             raise UnsupportedGrammarError(
@@ -209,7 +246,7 @@ class Language:
         # Depth guard: past it, finish the subtree with the exact sampler, which always ends.
         # Only grammars whose rules can recurse without consuming input ever get there.
         max_depth = 4 * (self.max_len + 1) * (len(self._rules) + 1)
-        out: list[str] = []
+        out: list[Token] = []
         used = 0
         # Frame: [symbols, next index, chars used when it began, its budget, reserve, depth],
         # where reserve[i] is the minimum length of symbols[i:], kept back for later siblings.
@@ -225,17 +262,18 @@ class Language:
             room = budget - (used - began) - reserve[i + 1]
             term = self._terminals.get(sym)
             if term is not None:
-                piece = term.sample(_choose(rng, term.counts[: room + 1]), rng)
+                piece = term.sample(_choose(rng, term._counts[: room + 1]), rng)
+                out.append((sym, piece))
+                used += len(piece)
             elif depth > max_depth:
-                piece = self._expand(sym, _choose(rng, self._nt[sym][: room + 1]), rng)
+                pieces = self._expand(sym, _choose(rng, self._nt[sym][: room + 1]), rng)
+                out.extend(pieces)
+                used += sum(len(t) for _, t in pieces)
             else:
                 fits = [r for r in self._rules[sym] if self._reserve[r][0] <= room]
                 r = fits[rng.randrange(len(fits))]
                 frames.append([r.symbols, 0, used, room, self._reserve[r], depth + 1])
-                continue
-            out.append(piece)
-            used += len(piece)
-        return "".join(out)
+        return out
 
 
 def _choose(rng: random.Random, weights: list[int]) -> int:

@@ -96,6 +96,15 @@ class LalrRecognizer:
 
     def check(self, text: str) -> tuple[bool, int, frozenset[str]]:
         """``(ok, column, expected)``: column (1-based) and expected terminals where it failed."""
+        return self._run(text, None)
+
+    def tokens(self, text: str) -> list[tuple[str, str]] | None:
+        """The ``(terminal, text)`` tokens Lark's lexer makes of a valid ``text`` (ignored ones
+        left out), or ``None`` when ``text`` is invalid."""
+        out: list[tuple[str, str]] = []
+        return out if self._run(text, out)[0] else None
+
+    def _run(self, text: str, out: list | None) -> tuple[bool, int, frozenset[str]]:
         actions, rules, lexers = self._actions, self._rules, self._lexers
         end = self._end
         state = self._start
@@ -120,6 +129,8 @@ class LalrRecognizer:
                     continue
                 if ttype in unless:
                     ttype = unless[ttype](value) or ttype
+                if out is not None:
+                    out.append((ttype, value))
             else:
                 ttype, column = END, n + 1
             # ParserState.feed_token: reduce until the token shifts (or the input is accepted).

@@ -54,6 +54,7 @@ class Report:
     max_len: int | None = None
     language_size: int | None = None
     language_size_exact: bool | None = None
+    language_size_reason: str | None = None
     lengths: dict[int, int] = field(default_factory=dict)
     invalid_examples: list[InvalidExample] = field(default_factory=list)
     # Against a reference sample (the training data), when one is given:
@@ -183,12 +184,16 @@ def score_distinct(
         else:
             rep.language_size = lang.count_upto(max_len)
             rep.language_size_exact = lang.exact
+            rep.language_size_reason = lang.reason
             if not lang.exact:
+                # A derivation count is then neither a bound nor a size of the set the samples
+                # come from (ignorable text makes more valid strings than derivations), so a
+                # ratio could pass 1 or mean nothing.
                 rep.notes.append(
-                    "the grammar is ambiguous (Earley): language_size counts derivations, so"
-                    " coverage is a lower bound"
+                    f"language_size counts derivations, not strings of Lark's language ({lang.reason});"
+                    " coverage is not computed"
                 )
-            if rep.language_size:
+            elif rep.language_size:
                 inside = sum(1 for s in valid_set if len(s) <= max_len)
                 rep.coverage = inside / rep.language_size
 

@@ -1,0 +1,163 @@
+"""Strings of Lark's language, drawn by checked rejection: ``Sampler(language).draw(rng)``.
+
+A draw is a derivation (``Language.derive_uniform`` or ``derive_pcfg``) written out as text,
+kept only when Lark's lexer and parser read that text back as exactly the derivation's tokens
+(for an Earley grammar, which has no separate token stream: when ``Lark.parse`` accepts it);
+otherwise it is drawn again. So every string is valid, and because a valid string is read as
+one token sequence, two kept derivations never give the same string: ``uniform`` stays uniform
+over the strings it can give, and ``pcfg`` is the derivation distribution conditioned on that.
+
+How tokens become text depends on ``ignore`` (what to do with the grammar's ``%ignore``d text):
+
+- ``none``: tokens written side by side. Strings are those of Lark's language with no ignorable
+  text; tokens that would merge (a keyword then a name) are drawn again.
+- ``minimal`` (default): side by side, except that the shortest ignorable text (a space where
+  the grammar ignores spaces) goes between two tokens that Lark's lexer would otherwise read as
+  something else. Strings are the valid strings written that way: uniform over them.
+- ``random``: as ``minimal``, plus ignorable text of 1 to 3 characters between tokens with
+  probability 1/2 at each boundary. Not uniform over anything simple; it shows a model
+  strings with varied spacing.
+
+A grammar with nothing ``%ignore``d writes the same under all three. Ignorable text is never
+put before the first token or after the last (files of samples strip trailing spaces), and
+never contains a line break (one string per line). The length bound counts it.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from ..errors import UnsupportedGrammarError
+from .first_token import FirstToken
+from .language import Language, Token
+from .regex import RegexLanguage
+
+IGNORE_MODES = ("none", "minimal", "random")
+
+#: Draws in a row that Lark reads differently before giving up on the grammar: past this the
+#: language the sampler would need is too thin a slice of the derivations it draws from.
+MAX_REJECTIONS = 2000
+
+#: Longest ignorable text ``random`` inserts at one boundary.
+RANDOM_IGNORE_MAX = 3
+
+
+class Sampler:
+    """Checked draws from ``language``: ``mode`` "uniform" or "pcfg", ``ignore`` as above."""
+
+    def __init__(self, language: Language, mode: str = "uniform", ignore: str = "minimal") -> None:
+        if mode not in ("uniform", "pcfg"):
+            raise ValueError(f"unknown mode {mode!r}")
+        if ignore not in IGNORE_MODES:
+            raise ValueError(f"unknown ignore mode {ignore!r}; choose from {', '.join(IGNORE_MODES)}")
+        self.language = language
+        self.mode = mode
+        self.ignore = ignore
+        grammar = language.grammar
+        parser = grammar.parser
+        self._derive: Callable[[random.Random], list[Token]] = (
+            language.derive_uniform if mode == "uniform" else language.derive_pcfg
+        )
+        self._separators = _ignorable_texts(parser, language.max_len) if ignore != "none" else []
+        self._minimal = min(self._separators, key=lambda s: (len(s), s != " ", s)) if self._separators else None
+        self._reader = FirstToken(parser) if self._minimal is not None else None
+        self._needs: dict[tuple[str, str, str], bool] = {}
+        recognizer = grammar._fast
+        self._tokens_of = recognizer.tokens if recognizer is not None else None
+        #: Draws made and kept so far (for reporting an acceptance rate).
+        self.drawn = 0
+        self.kept = 0
+
+    def draw(self, rng: random.Random) -> str:
+        """One valid string of length <= ``max_len``."""
+        for _ in range(MAX_REJECTIONS):
+            tokens = self._derive(rng)
+            self.drawn += 1
+            text = self._write(tokens, rng)
+            if text is None or len(text) > self.language.max_len or "\n" in text or "\r" in text:
+                continue
+            if self._reads_back(text, tokens):
+                self.kept += 1
+                return text
+        g = self.language.grammar
+        raise UnsupportedGrammarError(
+            f"{g.path}: {MAX_REJECTIONS} draws in a row were not read back by Lark as the tokens"
+            f" they were made of (with --ignore {self.ignore}, --max-len {self.language.max_len});"
+            " the grammar's tokens merge too often"
+            + (" (try --ignore minimal)" if self.ignore == "none" and self._has_ignore() else "")
+        )
+
+    def _has_ignore(self) -> bool:
+        return bool(self.language.grammar.parser.ignore_tokens)
+
+    def _reads_back(self, text: str, tokens: list[Token]) -> bool:
+        if self._tokens_of is None:
+            return self.language.grammar.is_valid(text)
+        read = self._tokens_of(text)
+        return read is not None and read == tokens
+
+    def _write(self, tokens: list[Token], rng: random.Random) -> str | None:
+        if self._minimal is None or len(tokens) < 2:
+            return "".join(t for _, t in tokens)
+        out = [tokens[0][1]]
+        for (kind, text), (_, nxt) in zip(tokens, tokens[1:]):
+            if self.ignore == "random" and rng.random() < 0.5:
+                out.append(self._random_separator(rng))
+            elif self._needs_separator(kind, text, nxt):
+                out.append(self._minimal)
+            out.append(nxt)
+        return "".join(out)
+
+    def _needs_separator(self, kind: str, text: str, nxt: str) -> bool:
+        key = (kind, text, nxt)
+        need = self._needs.get(key)
+        if need is None:
+            assert self._reader is not None
+            need = self._reader.read(text + nxt) != (kind, text)
+            if len(self._needs) < 1_000_000:
+                self._needs[key] = need
+        return need
+
+    def _random_separator(self, rng: random.Random) -> str:
+        return rng.choice(self._separators)
+
+    @property
+    def acceptance(self) -> float | None:
+        """Share of draws kept so far (None before the first)."""
+        return self.kept / self.drawn if self.drawn else None
+
+
+def _ignorable_texts(parser, max_len: int) -> list[str]:
+    """Every string of 1..RANDOM_IGNORE_MAX characters, without line breaks, that one of the
+    grammar's %ignore terminals matches and that Lark's lexer reads alone as ignorable."""
+    found: set[str] = set()
+    bound = min(RANDOM_IGNORE_MAX, max_len)
+    rng = random.Random(0)  # a fixed stream: which texts exist must not depend on the caller
+    for term in parser.terminals:
+        if term.name not in parser.ignore_tokens:
+            continue
+        try:
+            lang = RegexLanguage(term.pattern.to_regexp(), term.pattern.flags, max_len=bound)
+        except Exception:  # noqa: BLE001 - look-around etc.: Lark takes it, we cannot spell it
+            continue
+        for n in range(1, bound + 1):
+            count = lang.count(n)
+            if not count:
+                continue
+            # Small sets are listed by drawing until every string was seen (at most a few
+            # hundred); larger ones are represented by a fixed sample.
+            want = min(count, 64)
+            seen: set[str] = set()
+            for _ in range(want * 20):
+                seen.add(lang.sample(n, rng))
+                if len(seen) >= want:
+                    break
+            found |= {s for s in seen if "\n" not in s and "\r" not in s}
+    reader = FirstToken(parser)
+    kept = []
+    for s in sorted(found):
+        read = reader.read(s)
+        if read is not None and read[0] in parser.ignore_tokens and read[1] == s:
+            kept.append(s)
+    return kept
