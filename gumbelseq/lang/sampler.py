@@ -12,8 +12,9 @@ How tokens become text depends on ``ignore`` (what to do with the grammar's ``%i
 - ``none``: tokens written side by side. Strings are those of Lark's language with no ignorable
   text; tokens that would merge (a keyword then a name) are drawn again.
 - ``minimal`` (default): side by side, except that the shortest ignorable text (a space where
-  the grammar ignores spaces) goes between two tokens that Lark's lexer would otherwise read as
-  something else. Strings are the valid strings written that way: uniform over them.
+  the grammar ignores spaces) goes between two tokens that Lark would otherwise read as
+  something else (decided left to right, in the parser's context). Strings are the valid
+  strings written that way: uniform over them.
 - ``random``: as ``minimal``, plus ignorable text of 1 to 3 characters between tokens with
   probability 1/2 at each boundary. Not uniform over anything simple; it shows a model
   strings with varied spacing.
@@ -101,12 +102,22 @@ class Sampler:
         if self._minimal is None or len(tokens) < 2:
             return "".join(t for _, t in tokens)
         out = [tokens[0][1]]
+        needed: list[int] = []  # indexes in out of separators put there because they seemed needed
         for (kind, text), (_, nxt) in zip(tokens, tokens[1:]):
             if self.ignore == "random" and rng.random() < 0.5:
                 out.append(self._random_separator(rng))
             elif self._needs_separator(kind, text, nxt):
+                needed.append(len(out))
                 out.append(self._minimal)
             out.append(nxt)
+        if needed and self._tokens_of is not None:
+            # The pairwise test reads with every terminal; in context Lark's contextual lexer
+            # may need fewer separators (a keyword where only a name can come). Drop each one,
+            # left to right, that Lark does not need.
+            for i in needed:
+                out[i] = ""
+                if self._tokens_of("".join(out)) != tokens:
+                    out[i] = self._minimal
         return "".join(out)
 
     def _needs_separator(self, kind: str, text: str, nxt: str) -> bool:

@@ -1,0 +1,39 @@
+"""gumbelseq.testing.strings: valid by a fresh Lark, length-bounded, shrinks toward short."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import find, given, settings
+
+from gumbelseq.testing import strings
+from oracle import BY_NAME, lark_accepts, oracle_lark
+
+CALC = BY_NAME["calc"]
+KWNAME = BY_NAME["kwname"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(strings(str(CALC.path), max_len=20))
+def test_calc_strings_are_valid_and_bounded(s):
+    assert len(s) <= 20
+    assert lark_accepts(oracle_lark(str(CALC.path)), s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(strings(str(KWNAME.path), max_len=9, ignore="random"))
+def test_keyword_grammar_strings_are_valid(s):
+    assert len(s) <= 9
+    assert lark_accepts(oracle_lark(str(KWNAME.path)), s)
+
+
+def test_shrinks_to_the_shortest_counterexample():
+    # The shortest arith strings longer than 4 characters have 5 (x op x op x).
+    s = find(strings("arith", max_len=12), lambda s: len(s) > 4, settings=settings(database=None))
+    assert len(s) == 5
+
+
+def test_min_len_and_an_empty_range():
+    s = find(strings("arith", max_len=9, min_len=7), lambda s: True, settings=settings(database=None))
+    assert len(s) == 7
+    with pytest.raises(ValueError, match="no string of length"):
+        strings("arith", max_len=2, min_len=2)  # arith has only odd lengths
