@@ -54,7 +54,7 @@ class LengthLimitError(GumbelseqError):
     """A length bound past what exact counting can do in reasonable time and memory."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: fast to hash as a table key, and two equal rules stay two
 class _Rule:
     origin: str
     symbols: tuple[str, ...]
@@ -167,7 +167,7 @@ class Language:
         # Cumulative weights for the choices sampling makes, built on first use: each choice is
         # one rng.randrange(total) and a bisection instead of a pass over big integers.
         self._rule_cum: dict[tuple[str, int], tuple[list[_Rule], list[int]]] = {}
-        self._split_cum: dict[tuple[_Rule, int, int], list[int]] = {}
+        self._split_cum: dict[tuple[_Rule, int, int], tuple[list[int], list[int]]] = {}
 
     def count(self, n: int) -> int:
         """Number of strings (derivations, for an ambiguous grammar) of exactly ``n`` characters."""
@@ -212,18 +212,22 @@ class Language:
                 entry = (rules, list(accumulate(self._suffix[x][0][length] for x in rules)))
                 rule_cum[(sym, length)] = entry
             rules, cum = entry
+            # Even a forced choice draws from the stream: draws stay those of earlier versions.
             r = rules[bisect_right(cum, rng.randrange(cum[-1]))]
             tabs = self._suffix[r]
             parts: list[tuple[str, int]] = []
             rest = length
             for i, s in enumerate(r.symbols):
-                cum = split_cum.get((r, i, rest))
-                if cum is None:
+                entry = split_cum.get((r, i, rest))
+                if entry is None:
                     c = self._sym(s)
                     nxt = tabs[i + 1]
-                    cum = list(accumulate(c[m] * nxt[rest - m] for m in range(rest + 1)))
-                    split_cum[(r, i, rest)] = cum
-                m = bisect_right(cum, rng.randrange(cum[-1]))
+                    pairs = [(m, c[m] * nxt[rest - m]) for m in range(rest + 1)]
+                    pairs = [(m, w) for m, w in pairs if w]
+                    entry = ([m for m, _ in pairs], list(accumulate(w for _, w in pairs)))
+                    split_cum[(r, i, rest)] = entry
+                splits, cum = entry
+                m = splits[bisect_right(cum, rng.randrange(cum[-1]))]
                 parts.append((s, m))
                 rest -= m
             stack.extend(reversed(parts))

@@ -66,7 +66,8 @@ from __future__ import annotations
 import bisect
 import random
 import re
-from typing import Iterable, Iterator, Sequence
+from itertools import accumulate
+from typing import Callable, Iterable, Iterator, Sequence
 
 import _sre  # re's C core: the exact case-folding functions re itself uses
 
@@ -241,6 +242,23 @@ def _support(counts: Sequence[int]) -> list[int]:
     return [n for n, c in enumerate(counts) if c]
 
 
+def _pick_cached(
+    rng: random.Random, cache: dict, key: object, weighted: Callable[[], Iterator[tuple[int, int]]]
+) -> int:
+    """``_pick`` over ``weighted()``, whose cumulative weights are computed once per ``key``:
+    the same draw from the same stream (one ``randrange`` of the total, first value whose
+    cumulative weight exceeds it), found by bisection."""
+    entry = cache.get(key)
+    if entry is None:
+        pairs = [(v, w) for v, w in weighted() if w]
+        entry = ([v for v, _ in pairs], list(accumulate(w for _, w in pairs)))
+        cache[key] = entry
+    values, cum = entry
+    # Even a forced choice draws from the stream, so that draws stay those of earlier versions
+    # (the reproduction's training set is pinned by its seed).
+    return values[bisect.bisect_right(cum, rng.randrange(cum[-1]))]
+
+
 def _pick(rng: random.Random, total: int, weighted: Iterator[tuple[int, int]]) -> int:
     """Choose a value with probability weight/total (weights must sum to total)."""
     r = rng.randrange(total)
@@ -290,9 +308,12 @@ class _Chars(_Node):
         self._set_counts(counts)
 
     def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
-        k = rng.randrange(self.size)
+        out.append(self.char(rng.randrange(self.size)))
+
+    def char(self, k: int) -> str:
+        """The ``k``-th character of the set."""
         i = bisect.bisect_right(self.offsets, k) - 1
-        out.append(chr(self.starts[i] + k - self.offsets[i]))
+        return chr(self.starts[i] + k - self.offsets[i])
 
 
 class _Seq(_Node):
@@ -305,15 +326,15 @@ class _Seq(_Node):
         suffix.reverse()
         self.suffix = suffix
         self._set_counts(suffix[0])
+        self._cache: dict = {}
 
     def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+        cache = self._cache
         for i, child in enumerate(self.children):
             rest = self.suffix[i + 1]
             counts = child.counts
-            m = _pick(
-                rng,
-                self.suffix[i][n],
-                ((m, counts[m] * rest[n - m]) for m in child.support if m <= n),
+            m = _pick_cached(
+                rng, cache, (i, n), lambda: ((m, counts[m] * rest[n - m]) for m in child.support if m <= n)
             )
             child.emit(m, rng, out)
             n -= m
@@ -323,9 +344,10 @@ class _Alt(_Node):
     def __init__(self, children: list[_Node], max_len: int) -> None:
         self.children = children
         self._set_counts([sum(col) for col in zip(*(c.counts for c in children))])
+        self._cache: dict = {}
 
     def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
-        i = _pick(rng, self.counts[n], ((i, c.counts[n]) for i, c in enumerate(self.children)))
+        i = _pick_cached(rng, self._cache, n, lambda: ((i, c.counts[n]) for i, c in enumerate(self.children)))
         self.children[i].emit(n, rng, out)
 
 
@@ -339,6 +361,7 @@ class _Repeat(_Node):
 
     def __init__(self, child: _Node, lo: int, hi: int, max_len: int) -> None:
         self.child = child
+        self._cache: dict = {}
         body = list(child.counts)
         if body[0]:
             body[0] = 0
@@ -373,28 +396,39 @@ class _Repeat(_Node):
         self.head_support = _support(head)
         self._set_counts(_conv(head, self.optional[-1], max_len))
 
-    def _emit_piece(self, rem: int, total: int, after: list[int], rng: random.Random, out: list[str]) -> int:
+    def _emit_piece(self, rem: int, after: list[int], key: tuple, rng: random.Random, out: list[str]) -> int:
         body = self.body
-        m = _pick(rng, total, ((m, body[m] * after[rem - m]) for m in self.body_support if m <= rem))
+        m = _pick_cached(
+            rng, self._cache, key, lambda: ((m, body[m] * after[rem - m]) for m in self.body_support if m <= rem)
+        )
         self.child.emit(m, rng, out)
         return m
 
     def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
         head = self.powers[self.lo]
         tail = self.optional[-1]
-        a = _pick(rng, self.counts[n], ((a, head[a] * tail[n - a]) for a in self.head_support if a <= n))
+        a = _pick_cached(
+            rng, self._cache, ("h", n), lambda: ((a, head[a] * tail[n - a]) for a in self.head_support if a <= n)
+        )
         rem = a
         for j in range(self.lo, 0, -1):
-            rem -= self._emit_piece(rem, self.powers[j][rem], self.powers[j - 1], rng, out)
+            rem -= self._emit_piece(rem, self.powers[j - 1], ("p", j, rem), rng, out)
         rem = n - a
-        if self.star:
+        if self.star and rem and isinstance(self.child, _Chars):
+            # A run of characters from one set (``[0-9]*``): one draw for the whole run.
+            chars, size = self.child, self.child.size
+            k = rng.randrange(size**rem)
+            for _ in range(rem):
+                k, d = divmod(k, size)
+                out.append(chars.char(d))
+        elif self.star:
             s = self.optional[0]
             while rem:
-                rem -= self._emit_piece(rem, s[rem], s, rng, out)
+                rem -= self._emit_piece(rem, s, ("s", rem), rng, out)
         else:
             j = len(self.optional) - 1
             while rem:
-                rem -= self._emit_piece(rem, self.optional[j][rem], self.optional[j - 1], rng, out)
+                rem -= self._emit_piece(rem, self.optional[j - 1], ("o", j, rem), rng, out)
                 j -= 1
 
 
