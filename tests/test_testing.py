@@ -37,3 +37,17 @@ def test_min_len_and_an_empty_range():
     assert len(s) == 7
     with pytest.raises(ValueError, match="no string of length"):
         strings("arith", max_len=2, min_len=2)  # arith has only odd lengths
+
+
+def test_readme_example_runs_as_written():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "gumbelseq.testing" in b)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    tests = [v for k, v in namespace.items() if k.startswith("test_")]
+    assert tests
+    for t in tests:
+        t()
