@@ -94,18 +94,27 @@ def grammars_cmd(as_json: bool) -> None:
     help="uniform: every distinct string of length <= max-len equally likely. "
     "pcfg: random derivation, alternatives equally likely.",
 )
+@click.option(
+    "--ignore",
+    type=click.Choice(["none", "minimal", "random"]),
+    default="minimal",
+    show_default=True,
+    help="Ignorable text (the grammar's %ignore) between tokens: none; minimal: only where two "
+    "tokens would otherwise be read as something else; random: also at random boundaries.",
+)
+@click.option("--start", default="start", show_default=True, help="The grammar's start rule.")
 @seed_option
 @click.option("-o", "--output", type=click.Path(readable=False, allow_dash=True), default=None, help="Write here instead of stdout; an existing file is replaced only on success, keeping its mode; symlinks are followed; FIFOs and /dev paths are written directly.")
 @domain_errors
-def data_cmd(grammar: str, count: int, max_len: int, mode: str, seed: int, output: str | None) -> None:
+def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, start: str, seed: int, output: str | None) -> None:
     """Draw training strings from a grammar, one per line (no padding)."""
     from .lang.dataset import draw_dataset
     from .outputs import check_output, write_lines
 
     if output is not None:
         check_output(output)  # a bad path fails now, before drawing, and creates nothing
-    g = load_grammar(grammar, on_notice=_notice)
-    lines = draw_dataset(g, count, max_len=max_len, mode=mode, seed=seed)
+    g = load_grammar(grammar, start=start, on_notice=_notice)
+    lines = draw_dataset(g, count, max_len=max_len, mode=mode, seed=seed, ignore=ignore, on_notice=_notice)
     if output is not None:
         write_lines(output, lines)
         err.print(f"wrote {len(lines)} strings to {output}")
