@@ -53,6 +53,13 @@ def exactness(grammar: Grammar) -> str | None:
     return cache["exactness"]
 
 
+def terminal_strings(grammar: Grammar) -> dict[str, str]:
+    """Every string of every terminal the rules use, mapped to its terminal, for a grammar whose
+    ``exactness`` holds (call that first; empty otherwise)."""
+    exactness(grammar)
+    return grammar._analysis.get("terminal_strings", {})
+
+
 def _analyse(grammar: Grammar) -> str | None:
     if grammar.algorithm != "lalr":
         return "the grammar is ambiguous (parsed with Earley): a string can have several derivations"
@@ -122,6 +129,7 @@ def _analyse(grammar: Grammar) -> str | None:
                         f"a {shorter} {s[:k]!r} followed by a {nxt} starting with {s[k]!r} can be"
                         f" read as the {name} {s!r}"
                     )
+    grammar._analysis["terminal_strings"] = strings
     return None
 
 

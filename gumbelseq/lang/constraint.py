@@ -1,0 +1,286 @@
+"""Which characters may come next: the grammar as a mask over a model's vocabulary.
+
+``Constraint(grammar, max_len, alphabet)`` answers, for a prefix written so far, which
+characters of ``alphabet`` keep it completable to a valid string of at most ``max_len``
+characters (using only ``alphabet``), and whether the prefix may end here. A model that samples
+only allowed characters and stops only where allowed writes valid strings, never longer than
+``max_len``, and is never left without a choice: if a prefix is completable, one of its next
+characters (or the end) is.
+
+How: a prefix is tracked as a set of *configurations* ``(LR stack, position in a token)``. The
+stack is Lark's own LALR(1) parse table driven by terminal names (as the recogniser does); the
+position is a node of a trie of every terminal string over ``alphabet``. A prefix that could
+end a token here *or* continue it gives two configurations. A configuration is kept only if it
+can be finished within the remaining length: the fewest characters to finish the token plus the
+fewest to finish the parse from the stack after it (a shortest-path search over stacks, whose
+edges are terminals weighted by their shortest string; memoised per stack).
+
+Each distinct (set of configurations, remaining length) is a *state* with a number; states,
+their masks and transitions are built on first use and cached, so a model batch only looks up
+integers: ``start``, ``allowed(state)``, ``can_end(state)``, ``next(state, char)``; ``table()``
+builds every state reachable within ``max_len`` for vectorised use (up to ``max_states``).
+
+Which grammars: those whose derivations are exactly Lark's strings (``exactness.py``): then a
+string that the parse table accepts as some token sequence is one that ``Lark.parse`` accepts,
+lexer included. For the others (``%ignore``, terminals that merge or collide, infinite
+terminals, Earley) the constructor raises a one-line error naming the reason.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Iterable
+
+from ..errors import UnsupportedGrammarError
+from .exactness import exactness, terminal_strings
+from .grammar import Grammar
+
+END = "$END"
+_ACCEPT = ("accept",)
+_INF = float("inf")
+
+#: Default bound on the states ``table()`` builds; past it, states are built on demand only.
+MAX_STATES = 200_000
+
+
+class Constraint:
+    """Next-character masks of ``grammar`` for prefixes of at most ``max_len`` characters."""
+
+    def __init__(self, grammar: Grammar, max_len: int, alphabet: Iterable[str]) -> None:
+        reason = exactness(grammar)
+        if reason is not None:
+            raise UnsupportedGrammarError(f"{grammar.path}: constrained sampling does not support this grammar: {reason}")
+        self.grammar = grammar
+        self.max_len = max_len
+        self.alphabet = sorted(set(alphabet))
+        allowed_chars = set(self.alphabet)
+        recognizer = grammar._fast
+        assert recognizer is not None  # exactness() proved a strict-LALR grammar
+        self._actions = recognizer._actions
+        self._rules = recognizer._rules
+        self._end = recognizer._end
+        self._start_state = recognizer._start
+        # The trie of every terminal string writable with the alphabet.
+        self._children: list[dict[str, int]] = [{}]
+        self._complete: list[str | None] = [None]
+        for s, term in terminal_strings(grammar).items():
+            if not s or set(s) - allowed_chars:
+                continue
+            node = 0
+            for c in s:
+                nxt = self._children[node].get(c)
+                if nxt is None:
+                    nxt = len(self._children)
+                    self._children[node][c] = nxt
+                    self._children.append({})
+                    self._complete.append(None)
+                node = nxt
+            self._complete[node] = term
+        # finish[node]: terminal -> fewest more characters to complete a string of it from node.
+        self._finish: list[dict[str, int]] = [dict() for _ in self._children]
+        for node in reversed(range(len(self._children))):  # children have larger numbers
+            here = self._finish[node]
+            if self._complete[node] is not None:
+                here[self._complete[node]] = 0
+            for child in self._children[node].values():
+                for term, k in self._finish[child].items():
+                    if k + 1 < here.get(term, _INF):
+                        here[term] = k + 1
+        self._min_term = dict(self._finish[0])  # shortest string of each terminal
+        self._mincomp: dict[tuple, float] = {}
+        self._feed_cache: dict[tuple[tuple, str], tuple | None] = {}
+        # States: key (frozenset of configurations, remaining) -> id.
+        self._ids: dict[tuple[frozenset, int], int] = {}
+        self._keys: list[tuple[frozenset, int]] = []
+        self._masks: list[frozenset[str] | None] = []
+        self._ends: list[bool | None] = []
+        self._next: list[dict[str, int]] = []
+        start = frozenset({((self._start_state,), 0)})
+        self.start = self._state(self._viable(start, max_len), max_len)
+        if not self.allowed(self.start) and not self.can_end(self.start):
+            raise UnsupportedGrammarError(
+                f"{grammar.path}: no valid string of length <= {max_len} can be written with the"
+                f" characters {''.join(self.alphabet)!r}"
+            )
+
+    # -- the parse table -----------------------------------------------------------------
+
+    def _feed(self, stack: tuple, term: str) -> tuple | None:
+        """The stack after ``term`` is shifted (reductions first), ``_ACCEPT``, or None."""
+        key = (stack, term)
+        if key in self._feed_cache:
+            return self._feed_cache[key]
+        actions, rules = self._actions, self._rules
+        st = list(stack)
+        result: tuple | None
+        while True:
+            action = actions[st[-1]].get(term)
+            if action is None:
+                result = None
+                break
+            if action >= 0:
+                st.append(action)
+                result = tuple(st)
+                break
+            size, origin = rules[~action]
+            if size:
+                del st[-size:]
+            state = actions[st[-1]][origin]
+            st.append(state)
+            if state == self._end and term == END:
+                result = _ACCEPT
+                break
+        if len(self._feed_cache) < 2_000_000:
+            self._feed_cache[key] = result
+        return result
+
+    def _complete_cost(self, stack: tuple) -> float:
+        """Fewest characters that finish a parse from ``stack`` (between tokens); inf if none
+        within ``max_len``."""
+        hit = self._mincomp.get(stack)
+        if hit is not None:
+            return hit
+        # Dijkstra over stacks; a terminal costs its shortest string (>= 1), so it ends.
+        best: dict[tuple, float] = {stack: 0}
+        heap: list[tuple[float, int, tuple]] = [(0, 0, stack)]
+        tie = 1
+        answer = _INF
+        while heap:
+            cost, _, st = heapq.heappop(heap)
+            if cost > best.get(st, _INF) or cost > self.max_len:
+                continue
+            known = self._mincomp.get(st)
+            if known is not None:
+                answer = min(answer, cost + known)
+                continue
+            if cost >= answer:
+                break
+            if self._feed(st, END) is _ACCEPT:
+                answer = cost
+                break
+            for term in self._actions[st[-1]]:
+                k = self._min_term.get(term)
+                if k is None:
+                    continue
+                nxt = self._feed(st, term)
+                if nxt is None or nxt is _ACCEPT:
+                    continue
+                c = cost + k
+                if c < best.get(nxt, _INF) and c <= self.max_len:
+                    best[nxt] = c
+                    heapq.heappush(heap, (c, tie, nxt))
+                    tie += 1
+        self._mincomp[stack] = answer
+        return answer
+
+    # -- configurations ------------------------------------------------------------------
+
+    def _cost(self, config: tuple[tuple, int]) -> float:
+        """Fewest characters that finish a valid string from ``config``."""
+        stack, node = config
+        if node == 0:
+            return self._complete_cost(stack)
+        best = _INF
+        for term, k in self._finish[node].items():
+            after = self._feed(stack, term)
+            if after is None or after is _ACCEPT:
+                continue
+            best = min(best, k + self._complete_cost(after))
+        return best
+
+    def _viable(self, configs: Iterable[tuple[tuple, int]], remaining: int) -> frozenset:
+        return frozenset(c for c in configs if self._cost(c) <= remaining)
+
+    def _state(self, configs: frozenset, remaining: int) -> int:
+        key = (configs, remaining)
+        sid = self._ids.get(key)
+        if sid is None:
+            sid = len(self._keys)
+            self._ids[key] = sid
+            self._keys.append(key)
+            self._masks.append(None)
+            self._ends.append(None)
+            self._next.append({})
+        return sid
+
+    def _expand(self, sid: int) -> None:
+        configs, remaining = self._keys[sid]
+        moves: dict[str, set] = {}
+        can_end = False
+        for stack, node in configs:
+            term = self._complete[node] if node else None
+            if node == 0:
+                can_end = can_end or self._feed(stack, END) is _ACCEPT
+            elif term is not None:
+                after = self._feed(stack, term)
+                if after is not None and after is not _ACCEPT:
+                    can_end = can_end or self._feed(after, END) is _ACCEPT
+                    if remaining > 0:
+                        for c, child in self._children[0].items():
+                            moves.setdefault(c, set()).add((after, child))
+            if remaining > 0:
+                for c, child in self._children[node].items():
+                    moves.setdefault(c, set()).add((stack, child))
+        allowed = set()
+        for c, nxt in moves.items():
+            viable = self._viable(nxt, remaining - 1)
+            if viable:
+                allowed.add(c)
+                self._next[sid][c] = self._state(viable, remaining - 1)
+        self._masks[sid] = frozenset(allowed)
+        self._ends[sid] = can_end
+
+    # -- the public lookups ----------------------------------------------------------------
+
+    def allowed(self, state: int) -> frozenset[str]:
+        """Characters that may come next in ``state``."""
+        if self._masks[state] is None:
+            self._expand(state)
+        return self._masks[state]  # type: ignore[return-value]
+
+    def can_end(self, state: int) -> bool:
+        """Whether the prefix of ``state`` is a complete valid string."""
+        if self._ends[state] is None:
+            self._expand(state)
+        return bool(self._ends[state])
+
+    def next(self, state: int, char: str) -> int:
+        """The state after ``char``; ``char`` must be allowed in ``state``."""
+        if self._masks[state] is None:
+            self._expand(state)
+        try:
+            return self._next[state][char]
+        except KeyError:
+            raise ValueError(f"{char!r} is not allowed here") from None
+
+    def state_of(self, prefix: str) -> int | None:
+        """The state after writing ``prefix``, or None if it cannot be completed."""
+        sid = self.start
+        for c in prefix:
+            if c not in self.allowed(sid):
+                return None
+            sid = self.next(sid, c)
+        return sid
+
+    @property
+    def states(self) -> int:
+        """States built so far."""
+        return len(self._keys)
+
+    def table(self, max_states: int = MAX_STATES) -> bool:
+        """Build every state reachable from ``start`` (breadth first); False if there are more
+        than ``max_states`` (then the rest are built on demand)."""
+        seen = {self.start}
+        frontier = [self.start]
+        while frontier:
+            nxt = []
+            for sid in frontier:
+                self.allowed(sid)
+                for target in self._next[sid].values():
+                    if target not in seen:
+                        seen.add(target)
+                        nxt.append(target)
+                        if len(seen) > max_states:
+                            return False
+            frontier = nxt
+        return True
