@@ -131,7 +131,7 @@ def main() -> None:
 
     data = arith_like_data()
     backend = gumbelseq_gan.GumbelLSTMGAN()
-    options = backend.resolve_options(backend.Options(preset="paper"))
+    options = backend.make_options({"preset": "paper"})
     ours = backend.create(
         vocab_size=VOCAB, max_len=MAX_LEN, data=data, options=options,
         device=torch.device("cpu"), seed=0,

@@ -19,6 +19,7 @@ import gumbelseq_gan
 import gumbelseq_mle
 from gumbelseq.model import hookspecs
 from gumbelseq.errors import OptionError
+from gumbelseq.model.options import options_to_dict
 from gumbelseq.model.gumbel import gumbel_noise
 from gumbelseq.model.lstm import FeedbackLSTM, _RelaxedLoop
 from gumbelseq_gan.model import temperature
@@ -49,7 +50,7 @@ DATA = arith_data()
 
 
 def make(backend, data: torch.Tensor = DATA, seed: int = 0, device=CPU, **options):
-    opts = backend.Options(**options)
+    opts = backend.make_options(options)
     return backend.create(
         vocab_size=VOCAB, max_len=MAX_LEN, data=data, options=opts, device=device, seed=seed
     )
@@ -108,7 +109,8 @@ def test_option_field_types_are_parseable_kinds() -> None:
 
 
 def test_paper_preset_is_the_default_and_matches_the_paper() -> None:
-    o = GAN.resolve_options(GAN.Options())
+    o = GAN.make_options()
+    assert o == GAN.Options()  # the fields' defaults are the paper preset
     assert o.preset == "paper"
     assert (o.iterations, o.batch_size, o.gen_batch) == (20_000, 200, 200)
     assert (o.hidden_g, o.hidden_d, o.hard, o.g_loss) == (10, 10, False, "kl")
@@ -119,19 +121,23 @@ def test_paper_preset_is_the_default_and_matches_the_paper() -> None:
 
 
 def test_explicit_options_win_over_the_preset() -> None:
-    best = GAN.resolve_options(GAN.Options(preset="best"))
+    best = GAN.make_options({"preset": "best"})
     assert best.hard is True and best.pretrain_iters > 0 and best.d_steps > 1
-    o = GAN.resolve_options(GAN.Options(preset="best", hard=False, iterations=50, d_steps=1))
+    o = GAN.make_options(dict(preset="best", hard=False, iterations=50, d_steps=1))
     assert (o.hard, o.iterations, o.d_steps) == (False, 50, 1)
     assert o.hidden_g == best.hidden_g and o.real_peak == best.real_peak
     # run-length-dependent defaults scale with iterations; explicit values are kept as given
     assert (best.iterations, best.pretrain_iters, best.anneal_iters) == (20_000, 2_000, 10_000)
     assert (o.pretrain_iters, o.anneal_iters) == (5, 25)
-    o = GAN.resolve_options(GAN.Options(iterations=50, anneal_iters=7, pretrain_iters=0))
+    o = GAN.make_options(dict(iterations=50, anneal_iters=7, pretrain_iters=0))
     assert (o.pretrain_iters, o.anneal_iters) == (0, 7)
-    # resolve is idempotent, and gen_batch follows an explicit batch_size
-    assert GAN.resolve_options(o) == o
-    assert GAN.resolve_options(GAN.Options(batch_size=17)).gen_batch == 17
+    # options saved in a run's config make the same options again, and gen_batch follows an
+    # explicit batch_size; -o strings are typed the same way
+    assert GAN.make_options(options_to_dict(o)) == o
+    assert GAN.make_options(options_to_dict(best)) == best
+    assert GAN.make_options(dict(batch_size=17)).gen_batch == 17
+    typed = GAN.make_options(dict(preset="best", hard=False, iterations=50, d_steps=1))
+    assert GAN.make_options({"preset": "best", "iterations": "50", "hard": "false", "d_steps": "1"}) == typed
 
 
 @pytest.mark.parametrize(
@@ -159,14 +165,20 @@ def test_explicit_options_win_over_the_preset() -> None:
         dict(beta2=-0.1),
         dict(real_peak=0.0),
         dict(real_peak=1.5),
-        dict(hard="yes"),
+        dict(hard="maybe"),
+        dict(hard=1),
+        dict(iterations=2.0),
+        dict(lr_g=math.inf),
     ],
 )
 def test_bad_gan_options_raise_option_error(options) -> None:
-    with pytest.raises(OptionError) as err:
-        GAN.resolve_options(GAN.Options(**options))
-    message = str(err.value)
-    assert "\n" not in message and next(iter(options)) in message
+    # Both ways of making options check them: the core's (typed -o values, a run's config)
+    # and constructing the dataclass directly.
+    for build in (lambda: GAN.make_options(options), lambda: GAN.Options(**options)):
+        with pytest.raises(OptionError) as err:
+            build()
+        message = str(err.value)
+        assert "\n" not in message and next(iter(options)) in message
 
 
 def test_choice_errors_list_the_accepted_values() -> None:
@@ -177,8 +189,8 @@ def test_choice_errors_list_the_accepted_values() -> None:
 
 
 def test_pretraining_longer_than_training_is_rejected() -> None:
-    with pytest.raises(OptionError, match="pretrain_iters"):
-        GAN.resolve_options(GAN.Options(iterations=10, pretrain_iters=11))
+    with pytest.raises(OptionError, match="pretrain_iters=11 is invalid: expected an integer <= iterations \\(10\\)"):
+        GAN.make_options(dict(iterations=10, pretrain_iters=11))
 
 
 @pytest.mark.parametrize(
@@ -188,6 +200,8 @@ def test_pretraining_longer_than_training_is_rejected() -> None:
 def test_bad_mle_options_raise_option_error(options) -> None:
     with pytest.raises(OptionError):
         MLE.Options(**options)
+    with pytest.raises(OptionError):
+        MLE.make_options(options)
 
 
 def test_temperature_schedules() -> None:

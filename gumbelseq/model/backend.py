@@ -1,28 +1,40 @@
 """What a backend is: the contract between the generic training loop and a model family.
 
 A backend is registered through the ``register_backends`` plugin hook (see ``hookspecs.py``).
-The core only ever talks to these two classes; it never imports a concrete backend.
+The core only ever talks to these classes; it never imports a concrete backend. Most of a
+trainer is the same for every backend; ``trainer.BaseTrainer`` holds that part.
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import torch
+
+from .options import build_options, check_options
+from .suite import ModelSpec
+
+if TYPE_CHECKING:
+    from .trainer import BaseTrainer
 
 
 @dataclass
 class BaseOptions:
-    """Fields every backend's options dataclass has. Backends subclass and add their own.
+    """Fields every backend's options dataclass has. Backends subclass and add their own, with
+    their range checks declared in field metadata (see ``options.py``).
 
     ``iterations`` and ``batch_size`` are also settable through ``--iterations`` and
     ``--batch-size``; everything else arrives through ``-o key=value``.
     """
 
-    iterations: int = 1000
-    batch_size: int = 200
+    iterations: int = field(default=1000, metadata={"min": 1})
+    batch_size: int = field(default=200, metadata={"min": 1})
+
+    def __post_init__(self) -> None:
+        # A subclass with checks across fields overrides this and calls it first.
+        check_options(self)
 
 
 class Trainer(abc.ABC):
@@ -66,12 +78,28 @@ class Backend(abc.ABC):
     description: ClassVar[str]
     #: A dataclass subclassing ``BaseOptions``.
     Options: ClassVar[type[BaseOptions]]
+    #: What the default ``create`` builds: usually a ``trainer.BaseTrainer`` subclass.
+    trainer_class: ClassVar[type[BaseTrainer]]
     #: One paragraph on what ``gumbelseq sample --tau`` means here (shown by ``backends --json``).
     tau_help: ClassVar[str] = ""
+    #: The step metrics a live progress display shows, in this order; empty: all of them.
+    progress_metrics: ClassVar[tuple[str, ...]] = ()
+    #: This backend's rows of ``gumbelseq reproduce`` (none: it is not in the reproduction).
+    reproduce_suite: ClassVar[tuple[ModelSpec, ...]] = ()
 
-    def resolve_options(self, options: BaseOptions) -> BaseOptions:
-        """Hook for presets: return the options with preset-derived defaults filled in."""
-        return options
+    def defaults(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Presets and derived defaults: values for the options missing from ``given``.
+
+        ``given`` holds the options the user set, typed and each within its declared range;
+        values returned for keys in ``given`` are ignored (what the user set wins). Options
+        missing from both take the dataclass's defaults.
+        """
+        return {}
+
+    def make_options(self, values: Mapping[str, Any] | None = None) -> BaseOptions:
+        """The complete, checked options from ``values`` (``-o`` strings or typed values, as
+        given or as saved in a run's config): the only way options are built, once per run."""
+        return build_options(self.Options, dict(values or {}), self.defaults)
 
     def memory_estimate(self, options: BaseOptions, *, vocab_size: int, max_len: int) -> int | None:
         """A rough upper bound, in bytes, of what creating the trainer and running one
@@ -82,7 +110,6 @@ class Backend(abc.ABC):
         """
         return None
 
-    @abc.abstractmethod
     def create(
         self,
         *,
@@ -93,9 +120,12 @@ class Backend(abc.ABC):
         device: torch.device,
         seed: int,
     ) -> Trainer:
-        """Build a fresh trainer.
+        """Build a fresh trainer from options made by ``make_options``.
 
         ``data`` is a LongTensor ``[N, max_len]`` of ids on ``device``, right-padded with 0.
         ``vocab_size`` counts the pad. Loading a saved run calls ``create`` with the same
         arguments (``data`` may then be empty: ``[0, max_len]``) followed by ``load_state_dict``.
         """
+        return self.trainer_class(
+            vocab_size=vocab_size, max_len=max_len, data=data, options=options, device=device, seed=seed
+        )

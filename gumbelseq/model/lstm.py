@@ -29,15 +29,13 @@ vocabulary 6, batch 200) time goes into per-op overhead, not arithmetic, so:
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .gumbel import check_tau, gumbel_noise, straight_through
 
-__all__ = ["FeedbackLSTM", "sample_in_chunks"]
+__all__ = ["FeedbackLSTM", "lstm_parameters", "sampling_bytes"]
 
 
 class _RelaxedLoop(torch.autograd.Function):
@@ -315,20 +313,6 @@ def lstm_parameters(hidden: int, vocab: int) -> int:
 
 
 def sampling_bytes(chunk: int, steps: int, vocab: int, hidden: int) -> int:
-    """Memory of one ``sample_in_chunks`` chunk: noise for every step, ids, and the state."""
+    """Memory of one sampling chunk (``BaseTrainer.sample_ids``): noise for every step, ids, and the state."""
     return chunk * (steps * (4 * vocab + 8) + 4 * (vocab + 4 * hidden))
 
-
-def sample_in_chunks(
-    n: int, chunk: int, steps: int, device: torch.device, draw: Callable[[int], torch.Tensor]
-) -> torch.Tensor:
-    """``draw(m)`` for successive chunks of at most ``chunk`` rows, concatenated to ``[n, steps]``.
-
-    Chunks keep the per-step tensors small enough to stay in cache however many samples are
-    asked for; ``draw`` uses the caller's generator, so the stream is the same as one big draw
-    split the same way.
-    """
-    parts = [draw(min(chunk, n - start)) for start in range(0, n, chunk)]
-    if not parts:
-        return torch.empty((0, steps), dtype=torch.long, device=device)
-    return torch.cat(parts)

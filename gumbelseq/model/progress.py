@@ -7,12 +7,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .backend import Backend
 from .train import Callback, TrainConfig
 
 
 class RichProgress(Callback):
-    """Iteration, tau, D and G losses every step (refreshed a few times a second), and the
-    validity of a small sample batch at every evaluation."""
+    """Iteration and the metrics the backend declares (``Backend.progress_metrics``) every step
+    (refreshed a few times a second), and the validity of a small sample batch at every
+    evaluation."""
 
     def __init__(self, console: Console | None = None, label: str = "train") -> None:
         self.console = console or Console(stderr=True)
@@ -20,6 +22,10 @@ class RichProgress(Callback):
         self.progress: Progress | None = None
         self.task = None
         self.validity = "-"
+        self.shown: tuple[str, ...] = ()
+
+    def on_backend(self, backend: Backend) -> None:
+        self.shown = backend.progress_metrics
 
     def on_start(self, run_dir: Path, total: int, start: int, config: TrainConfig) -> None:
         self.progress = Progress(
@@ -42,7 +48,8 @@ class RichProgress(Callback):
             self.console.print(f"run directory: {run_dir}")
 
     def on_step(self, iteration: int, metrics: dict[str, float]) -> None:
-        parts = [f"{k}={v:.3f}" for k, v in metrics.items() if k in ("tau", "d_loss", "g_loss", "loss")]
+        shown = self.shown or tuple(metrics)
+        parts = [f"{k}={metrics[k]:.3f}" for k in shown if k in metrics]
         parts.append(f"valid={self.validity}")
         assert self.progress is not None
         self.progress.update(self.task, completed=iteration, stats=" ".join(parts))

@@ -1,9 +1,10 @@
 """Reproduce Kusner & Hernandez-Lobato (2016) with numbers, and the preset that beats it.
 
 ``reproduce(out_dir, seed=0)`` draws one training set from the arith grammar (5000 strings,
-length <= 12), trains every model of the paper's figures on it (the MLE baseline, the GAN (a)
-and its variants (b), (c), (d)) plus the ``best`` preset, samples 10,000 strings from each and
-scores them against the grammar and the training set. A reference row scores a fresh draw from
+length <= 12), trains on it every model the registered backends declare in their
+``reproduce_suite`` (the built-ins: the MLE baseline, the GAN (a) of the paper's figures and its
+variants (b), (c), (d), and the ``best`` preset), samples 10,000 strings from each and scores
+them against the grammar and the training set. A reference row scores a fresh draw from
 the grammar the same way, as MOSES does for its training set: it is what a perfect model gets.
 
 Each model trains in its own run directory under ``out_dir/runs``; re-running the command
@@ -16,7 +17,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,7 +30,9 @@ from ..lang.grammar import Grammar, load_grammar
 from ..lang.score import Report, score_samples
 from ..outputs import atomic_open, write_lines, write_text_atomic
 from . import rundir
+from .registry import get_registry
 from .rundir import check_seed
+from .suite import ModelSpec
 from .run import load_run
 from .train import Callback, read_data, read_metrics, resolve_device, resume_training, start_training
 
@@ -37,26 +40,17 @@ MAX_LEN = 12
 N_TRAIN = 5000
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    key: str
-    label: str
-    backend: str
-    options: dict[str, Any]
-    what: str
-
-
-def paper_models() -> list[ModelSpec]:
-    """The rows of the table: the paper's models, then the preset that beats them."""
-    gan = "gumbel-lstm-gan"
-    return [
-        ModelSpec("mle", "MLE LSTM", "mle-lstm", {}, "teacher-forced LSTM, the paper's reference"),
-        ModelSpec("gan-a", "GAN (a) paper", gan, {"preset": "paper"}, "the paper's recipe, tau 5 -> 1"),
-        ModelSpec("gan-b", "GAN (b) 1000 gen", gan, {"preset": "paper", "gen_batch": 1000}, "1,000 generated samples per minibatch"),
-        ModelSpec("gan-c", "GAN (c) anneal real", gan, {"preset": "paper", "anneal": "real"}, "only the real vectors' tau annealed, G at tau 1"),
-        ModelSpec("gan-d", "GAN (d) noise h0", gan, {"preset": "paper", "noise": "h0"}, "noise in h0 only, learned C0"),
-        ModelSpec("gan-best", "GAN best", gan, {"preset": "best"}, "this project's preset (see README)"),
-    ]
+def paper_models(plugins_dir: str | Path | None = None) -> list[ModelSpec]:
+    """The rows of the table: every registered backend's ``reproduce_suite``, by ``order``."""
+    specs: list[ModelSpec] = []
+    owner: dict[str, str] = {}
+    for entry in get_registry(plugins_dir).entries():
+        for spec in entry.backend.reproduce_suite:
+            if spec.key in owner:
+                raise GumbelseqError(f"reproduce model {spec.key!r} is declared by backends {owner[spec.key]} and {entry.name}")
+            owner[spec.key] = entry.name
+            specs.append(replace(spec, backend=entry.name))
+    return sorted(specs, key=lambda s: s.order)  # stable: ties keep the declared order
 
 
 #: --quick: the same pipeline, tiny budgets, for tests and smoke runs.
@@ -107,8 +101,10 @@ class Reproduction:
 
 
 def _command(spec: ModelSpec, seed: int, quick: bool) -> str:
-    opts = " ".join(f"-o {k}={v}" for k, v in spec.options.items())
-    it = f" --iterations {QUICK['iterations']} --batch-size {QUICK['batch_size']}" if quick else ""
+    options = _expected_options(spec, quick)
+    flags = ("iterations", "batch_size") if quick else ()
+    opts = " ".join(f"-o {k}={v}" for k, v in options.items() if k not in flags)
+    it = f" --iterations {options['iterations']} --batch-size {options['batch_size']}" if quick else ""
     return f"gumbelseq train --grammar arith --backend {spec.backend} --seed {seed}{it} {opts}".strip()
 
 
@@ -124,8 +120,7 @@ def _expected_options(spec: ModelSpec, quick: bool) -> dict[str, Any]:
     options = dict(spec.options)
     if quick:
         options.update(iterations=QUICK["iterations"], batch_size=QUICK["batch_size"])
-        if "gen_batch" in options:
-            options["gen_batch"] = min(options["gen_batch"], 4 * QUICK["batch_size"])
+        options.update(spec.quick_options)
     return options
 
 

@@ -1,11 +1,18 @@
-"""Restoring saved random-generator states. (The package never seeds global generators: every
-random draw comes from an explicit ``torch.Generator`` or ``random.Random``.)"""
+"""Random-generator bookkeeping: the seed weights are initialised from, and restoring saved
+generator states. (The package never seeds global generators for good: every random draw comes
+from an explicit ``torch.Generator`` or ``random.Random``.)"""
 
 from __future__ import annotations
 
 import warnings
 
 import torch
+
+
+def init_seed(seed: int) -> int:
+    """The seed of a run's initial weights: derived from (not equal to) the run seed, so the
+    initial weights and the first draws of the training stream are not the same numbers."""
+    return (seed * 6364136223846793005 + 1442695040888963407) % (2**63)
 
 
 def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:

@@ -29,7 +29,7 @@ from ..outputs import write_lines, write_text_atomic
 from . import rundir
 from .backend import Backend, Trainer
 from .memory import OutOfMemory, check_fits, is_oom
-from .options import build_options, options_to_dict
+from .options import options_to_dict
 from .registry import get_registry
 from .rundir import CHECKPOINT, DATA, GRAMMAR, SAMPLES, TrainConfig, check_seed
 from .seed import restore_generator
@@ -42,6 +42,9 @@ DEFAULT_MAX_LEN = 12
 
 class Callback:
     """Override what you need. ``iteration`` is 1-based (iterations completed)."""
+
+    def on_backend(self, backend: Backend) -> None:
+        """Called once, before ``on_start``, with the backend being trained."""
 
     def on_start(self, run_dir: Path, total: int, start: int, config: TrainConfig) -> None: ...
 
@@ -138,7 +141,7 @@ def start_training(
     dev = resolve_device(device)
     if remember:
         rundir.check_home()
-    resolved = be.resolve_options(build_options(be.Options, dict(options or {})))
+    resolved = be.make_options(options)
     if data is None:
         max_len = DEFAULT_MAX_LEN if max_len is None else max_len
         if not 1 <= max_len <= rundir.MAX_LEN_LIMIT:
@@ -224,12 +227,12 @@ def build_trainer(
     backend: Backend, cfg: TrainConfig, device: torch.device, data: torch.Tensor,
     plugins_dir: str | Path | None = None,
 ) -> Trainer:
-    """The backend's trainer for ``cfg``. Weight initialisation is the backend's business and
-    must not touch the caller's global random generators (the built-ins fork them)."""
+    """The backend's trainer for ``cfg``. Weight initialisation must not touch the caller's
+    global random generators (``BaseTrainer`` forks them)."""
     from ..errors import OptionError
 
     try:
-        options = build_options(backend.Options, cfg.options)
+        options = backend.make_options(cfg.options)
     except OptionError as e:
         raise RunError(f"{rundir.CONFIG}: options: {e}") from None
     try:
@@ -318,6 +321,7 @@ def _train_locked(
     elif (run_dir / rundir.METRICS).exists():
         rundir.truncate_metrics(run_dir, 0)
     for cb in callbacks:
+        cb.on_backend(backend)
         cb.on_start(run_dir, total, start, cfg)
 
     stop = _StopFlag()

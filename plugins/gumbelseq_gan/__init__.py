@@ -17,13 +17,14 @@ Each iteration runs G forward once: the D step sees it detached, then the G step
 against the updated D. G's parameters do not change in between, so this is exactly Algorithm 1
 with one z per iteration (and half the generator work of recomputing it).
 
-Presets and options: every preset-controlled option defaults to ``None`` ("not given");
-``resolve_options`` fills the ``None`` fields from the preset table, so any value given
-explicitly (``-o key=value`` or ``--iterations`` / ``--batch-size``) wins over the preset.
-After ``resolve_options`` every field holds a concrete value. Two preset values scale with the
-run length, so a shortened run keeps the same shape: ``anneal_iters`` defaults to half of
-``iterations`` (10,000 of the paper's 20,000) and ``pretrain_iters`` to a preset-given fraction
-of it (0 for ``paper``, 10% for ``best``). ``gen_batch`` defaults to ``batch_size``.
+Presets and options: the option fields' defaults are the ``paper`` preset. A preset other
+than ``paper`` replaces some of them; any value given explicitly (``-o key=value`` or
+``--iterations`` / ``--batch-size``) wins over the preset. ``GumbelLSTMGAN.defaults`` does this
+while the core builds the options, so a trainer only ever sees complete, typed options. Two
+preset values scale with the run length, so a shortened run keeps the same shape:
+``anneal_iters`` defaults to half of ``iterations`` (10,000 of the paper's 20,000) and
+``pretrain_iters`` to a preset-given fraction of it (0 for ``paper``, 10% for ``best``).
+``gen_batch`` defaults to ``batch_size``.
 
 ``pretrain_iters`` counts inside ``iterations``: during iterations ``0 .. pretrain_iters-1`` G
 minimises the teacher-forced cross-entropy (the ``mle-lstm`` loss, with the initial state drawn
@@ -35,18 +36,19 @@ the adversarial phase starts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 
 import torch
 from torch.nn import functional as F
 
-from gumbelseq.model.backend import Backend, BaseOptions, Trainer
 from gumbelseq.errors import OptionError
-from gumbelseq.model.gumbel import TAU_MAX, TAU_MIN, check_tau, gumbel_noise
+from gumbelseq.model.backend import Backend, BaseOptions
+from gumbelseq.model.gumbel import TAU_MAX, TAU_MIN, gumbel_noise
 from gumbelseq.model.hookspecs import hookimpl
-from gumbelseq.model.lstm import lstm_parameters, sample_in_chunks, sampling_bytes
-from gumbelseq.model.seed import restore_generator
+from gumbelseq.model.lstm import lstm_parameters, sampling_bytes
+from gumbelseq.model.suite import ModelSpec
+from gumbelseq.model.trainer import BaseTrainer
 
 from .model import SCHEDULES, Discriminator, Generator, real_log_probs, real_vectors, temperature
 
@@ -56,29 +58,12 @@ G_LOSSES = ("kl", "nonsat")
 ANNEAL = ("both", "real")
 NOISE = ("h0c0", "h0")
 
-#: Preset tables. A field missing from a preset keeps the paper's value. ``*_fraction`` keys
-#: are fractions of ``iterations`` (not option names); ``gen_batch`` follows ``batch_size``.
+#: Preset tables: what each preset changes from the option fields' defaults (which are
+#: ``paper``). ``*_fraction`` keys are fractions of ``iterations`` (not option names).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
-        iterations=20_000,
-        batch_size=200,
-        hidden_g=10,
-        hidden_d=10,
-        hard=False,
-        g_loss="kl",
-        schedule="linear",
-        tau_start=5.0,
-        tau_end=1.0,
         anneal_iters_fraction=0.5,  # 10,000 of 20,000
-        anneal="both",
-        noise="h0c0",
-        d_steps=1,
         pretrain_iters_fraction=0.0,
-        lr_g=1e-3,
-        lr_d=1e-3,
-        beta1=0.5,
-        beta2=0.999,
-        real_peak=0.9,
     ),
     # First guess, to be tuned: MLE warm start, straight-through one-hot samples (so real
     # strings can be shown as clean one-hots: real_peak 1), bigger states, 2 D steps per G step.
@@ -98,157 +83,79 @@ for _name, _table in PRESETS.items():
     if _name != "paper":
         PRESETS[_name] = {**PRESETS["paper"], **_table}
 
-
-def _bad(name: str, value: object, accepted: str) -> OptionError:
-    return OptionError(f"option {name}={value!r} is invalid: expected {accepted}")
+_TAU = {"min": TAU_MIN, "max": TAU_MAX}
+_POSITIVE = {"min": 1}
+_BETA = {"min": 0, "lt": 1}
 
 
 @dataclass
 class GANOptions(BaseOptions):
-    """Options of ``gumbel-lstm-gan``. ``None`` means "take it from the preset".
+    """Options of ``gumbel-lstm-gan``; the defaults are the ``paper`` preset at 20,000 iterations."""
 
-    ``hard`` is annotated ``bool`` (so ``-o hard=true`` parses as a bool) but defaults to
-    ``None`` for the same reason.
-    """
-
-    iterations: int | None = None
-    batch_size: int | None = None
-    #: paper | best. Fills every option left at None.
-    preset: str = "paper"
-    #: Generated samples per minibatch (paper variant b: 1000). None: same as batch_size.
-    gen_batch: int | None = None
-    hidden_g: int | None = None
-    hidden_d: int | None = None
+    iterations: int = 20_000
+    batch_size: int = 200
+    #: paper | best. Sets every option not given (see ``PRESETS``).
+    preset: str = field(default="paper", metadata={"choices": tuple(PRESETS)})
+    #: Generated samples per minibatch (paper variant b: 1000). Preset default: batch_size.
+    gen_batch: int = field(default=200, metadata=_POSITIVE)
+    hidden_g: int = field(default=10, metadata=_POSITIVE)
+    hidden_d: int = field(default=10, metadata=_POSITIVE)
     #: Straight-through: G emits (and D sees) exact one-hots; gradients go through the soft sample.
-    hard: bool = None  # type: ignore[assignment]
+    hard: bool = False
     #: kl: -mean logit D(G(z)) (paper); nonsat: -mean log D(G(z)).
-    g_loss: str | None = None
+    g_loss: str = field(default="kl", metadata={"choices": G_LOSSES})
     #: constant | linear | exponential | inverse-linear (1/tau linear: the authors' script).
-    schedule: str | None = None
-    tau_start: float | None = None
-    tau_end: float | None = None
+    schedule: str = field(default="linear", metadata={"choices": SCHEDULES})
+    tau_start: float = field(default=5.0, metadata=_TAU)
+    tau_end: float = field(default=1.0, metadata=_TAU)
     #: Iterations (after pre-training) over which tau goes from tau_start to tau_end
     #: (preset default: half of `iterations`).
-    anneal_iters: int | None = None
+    anneal_iters: int = field(default=10_000, metadata=_POSITIVE)
     #: both: real and generated vectors share the schedule; real: only the real vectors are
     #: annealed and G runs at tau_end (paper variant c).
-    anneal: str | None = None
+    anneal: str = field(default="both", metadata={"choices": ANNEAL})
     #: h0c0: z = (h0, C0) ~ U(0,1)^H; h0: noise in h0 only, C0 learned (paper variant d).
-    noise: str | None = None
+    noise: str = field(default="h0c0", metadata={"choices": NOISE})
     #: D steps per G step; each draws a fresh real minibatch and fresh z.
-    d_steps: int | None = None
+    d_steps: int = field(default=1, metadata=_POSITIVE)
     #: Leading iterations (inside `iterations`) where G trains by teacher-forced MLE
     #: (preset default: a fraction of `iterations`: paper 0, best 10%).
-    pretrain_iters: int | None = None
-    lr_g: float | None = None
-    lr_d: float | None = None
-    beta1: float | None = None
-    beta2: float | None = None
+    pretrain_iters: int = field(default=0, metadata={"min": 0})
+    lr_g: float = field(default=1e-3, metadata={"gt": 0})
+    lr_d: float = field(default=1e-3, metadata={"gt": 0})
+    beta1: float = field(default=0.5, metadata=_BETA)
+    beta2: float = field(default=0.999, metadata=_BETA)
     #: Probability the instance-noised real vector puts on the true character (1: clean one-hots).
-    real_peak: float | None = None
+    real_peak: float = field(default=0.9, metadata={"gt": 0, "max": 1})
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise _bad("preset", self.preset, "one of " + ", ".join(PRESETS))
-        choices = {
-            "g_loss": G_LOSSES,
-            "schedule": SCHEDULES,
-            "anneal": ANNEAL,
-            "noise": NOISE,
-        }
-        for name, accepted in choices.items():
-            value = getattr(self, name)
-            if value is not None and value not in accepted:
-                raise _bad(name, value, "one of " + ", ".join(accepted))
-        ints = {
-            "iterations": 1,
-            "batch_size": 1,
-            "gen_batch": 1,
-            "hidden_g": 1,
-            "hidden_d": 1,
-            "anneal_iters": 1,
-            "d_steps": 1,
-            "pretrain_iters": 0,
-        }
-        for name, low in ints.items():
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < low
-            ):
-                raise _bad(name, value, f"an integer >= {low}")
-        if self.hard is not None and not isinstance(self.hard, bool):
-            raise _bad("hard", self.hard, "true or false")
-        for name in ("tau_start", "tau_end"):
-            value = getattr(self, name)
-            if value is not None:
-                try:
-                    check_tau(value)
-                except ValueError:
-                    raise _bad(name, value, f"a number in [{TAU_MIN:g}, {TAU_MAX:g}]") from None
-        for name in ("lr_g", "lr_d"):
-            value = getattr(self, name)
-            if value is not None and not _finite_positive(value):
-                raise _bad(name, value, "a finite number > 0")
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if value is not None and not (_is_number(value) and 0.0 <= value < 1.0):
-                raise _bad(name, value, "a number in [0, 1)")
-        if self.real_peak is not None and not (
-            _is_number(self.real_peak) and 0.0 < self.real_peak <= 1.0
-        ):
-            raise _bad("real_peak", self.real_peak, "a number in (0, 1]")
+        super().__post_init__()
+        if self.pretrain_iters > self.iterations:
+            raise OptionError(
+                f"option pretrain_iters={self.pretrain_iters} is invalid: expected an "
+                f"integer <= iterations ({self.iterations})"
+            )
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+_OPTION_NAMES = frozenset(f.name for f in fields(GANOptions))
 
 
-def _finite_positive(value: object) -> bool:
-    return _is_number(value) and math.isfinite(value) and value > 0  # type: ignore[arg-type]
-
-
-def _init_seed(seed: int) -> int:
-    # Weights are initialised from a seed derived from (not equal to) the run seed, so the
-    # initial weights and the first noise draws of the training stream are not the same numbers.
-    return (seed * 6364136223846793005 + 1442695040888963407) % (2**63)
-
-
-class GANTrainer(Trainer):
+class GANTrainer(BaseTrainer):
     """Trains G and D of ``gumbel-lstm-gan``. All training randomness comes from ``generator``."""
 
-    #: Rows per chunk in ``sample_ids``: big enough to amortise per-op overhead, small enough
-    #: for the per-step tensors to stay in cache.
-    sample_chunk = 16384
+    options: GANOptions
+    checkpointed = ("G", "D", "opt_g", "opt_d")
 
-    def __init__(
-        self,
-        *,
-        vocab_size: int,
-        max_len: int,
-        data: torch.Tensor,
-        options: GANOptions,
-        device: torch.device,
-        seed: int,
-    ) -> None:
-        self.options = options
-        self.vocab_size = vocab_size
-        self.max_len = max_len
-        self.device = torch.device(device)
-        self.data = data.to(self.device, torch.long)
-        o = options
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_init_seed(seed))
-            self.G = Generator(vocab_size, o.hidden_g, o.noise).to(self.device)
-            self.D = Discriminator(vocab_size, o.hidden_d).to(self.device)
+    def build(self) -> None:
+        o = self.options
+        self.G = Generator(self.vocab_size, o.hidden_g, o.noise).to(self.device)
+        self.D = Discriminator(self.vocab_size, o.hidden_d).to(self.device)
         betas = (o.beta1, o.beta2)
         # fused Adam: one kernel for all parameters instead of ~10 small ops per tensor.
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=betas, fused=True)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=betas, fused=True)
         self._g_params = list(self.G.parameters())
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-        self._real_table = real_log_probs(vocab_size, o.real_peak, self.device)
-        self.steps_done = 0
+        self._real_table = real_log_probs(self.vocab_size, o.real_peak, self.device)
 
     # -- training -----------------------------------------------------------------------------
 
@@ -260,15 +167,7 @@ class GANTrainer(Trainer):
         )
         return tau, (tau if o.anneal == "both" else o.tau_end)
 
-    def _real_batch(self, n: int) -> torch.Tensor:
-        if self.data.shape[0] == 0:
-            raise RuntimeError("this trainer has no training data (it was created for sampling)")
-        idx = torch.randint(
-            self.data.shape[0], (n,), generator=self.generator, device=self.device
-        )
-        return self.data[idx]
-
-    def step(self, iteration: int) -> dict[str, float]:
+    def train_step(self, iteration: int) -> dict[str, float]:
         o = self.options
         gen = self.generator
         tau_real, tau_g = self.temperatures(iteration)
@@ -276,7 +175,7 @@ class GANTrainer(Trainer):
         b_real, b_fake = o.batch_size, o.gen_batch
         for j in range(o.d_steps):
             last = j == o.d_steps - 1
-            real_ids = self._real_batch(b_real)
+            real_ids = self.minibatch(b_real)
             # All Gumbel noise of this D step (real and generated vectors, every step) in one
             # call, drawn [T, V, B] (the generator's internal layout) and viewed as [T, B, V].
             noise = gumbel_noise(
@@ -309,7 +208,6 @@ class GANTrainer(Trainer):
         self.opt_g.zero_grad(set_to_none=True)
         objective.backward(inputs=self._g_params)  # D's parameters get no gradient
         self.opt_g.step()
-        self.steps_done += 1
 
         with torch.no_grad():
             d_real = torch.sigmoid(logits[:b_real]).mean()
@@ -328,46 +226,34 @@ class GANTrainer(Trainer):
             metrics["mle_loss"] = mle_v
         return metrics
 
-    # -- checkpointing ----------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "rng": self.generator.get_state(),
-            "steps_done": self.steps_done,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        restore_generator(self.generator, state["rng"])
-        self.steps_done = int(state.get("steps_done", 0))
-
     # -- sampling -----------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def sample_ids(self, n: int, tau: float, generator: torch.Generator) -> torch.Tensor:
-        """``n`` strings ``[n, max_len]``: per step the argmax of the relaxed sample at ``tau``
-        (a Gumbel-max draw from softmax(logits)); the relaxed sample is fed back (one-hot when
-        the model was trained with ``hard``)."""
-        tau = check_tau(tau)
+    def draw(self, n: int, tau: float, generator: torch.Generator) -> torch.Tensor:
+        """Per step the argmax of the relaxed sample at ``tau`` (a Gumbel-max draw from
+        softmax(logits)); the relaxed sample is fed back (one-hot when the model was trained
+        with ``hard``)."""
         feedback = "hard" if self.options.hard else "soft"
+        state = self.G.draw_state(n, generator)
+        return self.G.net.sample(state, self.max_len, tau, generator, feedback=feedback)
 
-        def draw(m: int) -> torch.Tensor:
-            state = self.G.draw_state(m, generator)
-            return self.G.net.sample(state, self.max_len, tau, generator, feedback=feedback)
-
-        return sample_in_chunks(n, self.sample_chunk, self.max_len, self.device, draw)
 
 class GumbelLSTMGAN(Backend):
     name = "gumbel-lstm-gan"
     description = "Gumbel-softmax LSTM GAN of Kusner & Hernandez-Lobato (2016), with variants"
     Options = GANOptions
+    trainer_class = GANTrainer
+    progress_metrics = ("d_loss", "g_loss", "tau")
+    # The paper's GAN (a) and its variants (b)-(d), then the preset that beats them; after
+    # the MLE reference row (order 0). In --quick mode (batch 50) variant (b) generates 200.
+    reproduce_suite = (
+        ModelSpec("gan-a", "GAN (a) paper", {"preset": "paper"}, "the paper's recipe, tau 5 -> 1", order=1),
+        ModelSpec("gan-b", "GAN (b) 1000 gen", {"preset": "paper", "gen_batch": 1000},
+                  "1,000 generated samples per minibatch", order=1, quick_options={"gen_batch": 200}),
+        ModelSpec("gan-c", "GAN (c) anneal real", {"preset": "paper", "anneal": "real"},
+                  "only the real vectors' tau annealed, G at tau 1", order=1),
+        ModelSpec("gan-d", "GAN (d) noise h0", {"preset": "paper", "noise": "h0"}, "noise in h0 only, learned C0", order=1),
+        ModelSpec("gan-best", "GAN best", {"preset": "best"}, "this project's preset (see README)", order=1),
+    )
     tau_help = (
         "Gumbel-softmax temperature of the vectors the generator feeds back to itself while "
         "sampling. Each character is the argmax of the relaxed sample, i.e. an exact draw from "
@@ -376,35 +262,18 @@ class GumbelLSTMGAN(Backend):
         "Ignored for models trained with hard=true, which always feed back one-hots."
     )
 
-    def resolve_options(self, options: BaseOptions) -> GANOptions:
-        if not isinstance(options, GANOptions):
-            options = GANOptions(iterations=options.iterations, batch_size=options.batch_size)
-        table = PRESETS[options.preset]
-        missing = {
-            f.name: table[f.name]
-            for f in fields(options)
-            if f.name in table and getattr(options, f.name) is None
-        }
-        resolved = replace(options, **missing)
-        derived: dict[str, int] = {}
-        if resolved.gen_batch is None:
-            derived["gen_batch"] = resolved.batch_size
-        if resolved.anneal_iters is None:
-            fraction = table["anneal_iters_fraction"]
-            derived["anneal_iters"] = max(1, round(resolved.iterations * fraction))
-        if resolved.pretrain_iters is None:
-            fraction = table["pretrain_iters_fraction"]
-            derived["pretrain_iters"] = round(resolved.iterations * fraction)
-        resolved = replace(resolved, **derived)
-        if resolved.pretrain_iters > resolved.iterations:
-            raise OptionError(
-                f"option pretrain_iters={resolved.pretrain_iters} is invalid: expected an "
-                f"integer <= iterations ({resolved.iterations})"
-            )
-        return resolved
+    def defaults(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        table = PRESETS[given.get("preset", GANOptions.preset)]
+        out = {k: v for k, v in table.items() if k in _OPTION_NAMES}
+        iterations = given.get("iterations", out.get("iterations", GANOptions.iterations))
+        out["gen_batch"] = given.get("batch_size", out.get("batch_size", GANOptions.batch_size))
+        out["anneal_iters"] = max(1, round(iterations * table["anneal_iters_fraction"]))
+        out["pretrain_iters"] = round(iterations * table["pretrain_iters_fraction"])
+        return out
 
     def memory_estimate(self, options: BaseOptions, *, vocab_size: int, max_len: int) -> int:
-        o = self.resolve_options(options)
+        assert isinstance(options, GANOptions)
+        o = options
         v, hg, hd = vocab_size, o.hidden_g, o.hidden_d
         # Parameters with their gradients and two Adam moments (x4), float32.
         params = 4 * (lstm_parameters(hg, v) + lstm_parameters(hd, v))
@@ -413,25 +282,6 @@ class GumbelLSTMGAN(Backend):
         g_acts = o.gen_batch * max_len * (6 * hg + 3 * v)
         d_acts = (o.batch_size + o.gen_batch) * max_len * (6 * hd + 2 * v)
         return 4 * (params + 3 * (g_acts + d_acts)) + sampling_bytes(GANTrainer.sample_chunk, max_len, v, hg)
-
-    def create(
-        self,
-        *,
-        vocab_size: int,
-        max_len: int,
-        data: torch.Tensor,
-        options: BaseOptions,
-        device: torch.device,
-        seed: int,
-    ) -> GANTrainer:
-        return GANTrainer(
-            vocab_size=vocab_size,
-            max_len=max_len,
-            data=data,
-            options=self.resolve_options(options),  # idempotent: resolved options pass through
-            device=device,
-            seed=seed,
-        )
 
 
 @hookimpl

@@ -1,0 +1,105 @@
+"""``BaseTrainer``: the part of a trainer that is the same for every backend.
+
+A backend's trainer subclasses it and writes three methods: ``build`` (modules and optimisers),
+``train_step`` (one iteration) and ``draw`` (one chunk of samples), and lists in
+``checkpointed`` the attributes whose ``state_dict()`` a checkpoint holds. The base class owns
+the device and the training data, the seeding of the initial weights, the training stream and
+its save/restore, the guard against training a trainer made for sampling, and sampling in chunks.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+
+from .backend import BaseOptions, Trainer
+from .gumbel import check_tau
+from .seed import init_seed, restore_generator
+
+
+class BaseTrainer(Trainer):
+    """A trainer over a training set of ids, with one random stream seeded from the run seed."""
+
+    #: Attributes (modules, optimisers) saved in a checkpoint under their own names.
+    checkpointed: ClassVar[tuple[str, ...]] = ()
+    #: Rows per chunk in ``sample_ids``: big enough to amortise per-op overhead, small enough
+    #: for the per-step tensors to stay in cache.
+    sample_chunk: int = 16384
+
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        max_len: int,
+        data: torch.Tensor,
+        options: BaseOptions,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.options = options
+        self.vocab_size = vocab_size
+        self.max_len = max_len
+        self.device = torch.device(device)
+        self.data = data.to(self.device, torch.long)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.steps_done = 0
+        # Module initialisers draw from torch's global CPU generator: build runs in a fork of
+        # it seeded from the run, so the weights depend on the seed alone and the caller's
+        # generator is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed(seed))
+            self.build()
+
+    @abc.abstractmethod
+    def build(self) -> None:
+        """Create the modules (on ``self.device``) and optimisers from ``self.options``."""
+
+    @abc.abstractmethod
+    def train_step(self, iteration: int) -> dict[str, float]:
+        """One training iteration, drawing only from ``self.generator``; scalar metrics out."""
+
+    @abc.abstractmethod
+    def draw(self, n: int, tau: float, generator: torch.Generator) -> torch.Tensor:
+        """``n`` sequences ``[n, max_len]`` of ids at the checked temperature ``tau``, drawn
+        from ``generator`` only (called without gradients, once per chunk)."""
+
+    def minibatch(self, n: int) -> torch.Tensor:
+        """``n`` training rows ``[n, max_len]``, uniformly with replacement, from the training stream."""
+        if self.data.shape[0] == 0:
+            raise RuntimeError("this trainer has no training data (it was created for sampling)")
+        idx = torch.randint(self.data.shape[0], (n,), generator=self.generator, device=self.device)
+        return self.data[idx]
+
+    def step(self, iteration: int) -> dict[str, float]:
+        metrics = self.train_step(iteration)
+        self.steps_done += 1
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: getattr(self, name).state_dict() for name in self.checkpointed}
+        state["rng"] = self.generator.get_state()
+        state["steps_done"] = self.steps_done
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self.checkpointed:
+            getattr(self, name).load_state_dict(state[name])
+        restore_generator(self.generator, state["rng"])
+        self.steps_done = int(state.get("steps_done", 0))
+
+    @torch.no_grad()
+    def sample_ids(self, n: int, tau: float, generator: torch.Generator) -> torch.Tensor:
+        """``draw`` for successive chunks of at most ``sample_chunk`` rows, concatenated.
+
+        Chunks keep the per-step tensors small however many samples are asked for; every chunk
+        draws from ``generator``, so the stream is the same as one big draw split the same way.
+        """
+        tau = check_tau(tau)
+        chunk = self.sample_chunk
+        parts = [self.draw(min(chunk, n - start), tau, generator) for start in range(0, n, chunk)]
+        if not parts:
+            return torch.empty((0, self.max_len), dtype=torch.long, device=self.device)
+        return torch.cat(parts)
