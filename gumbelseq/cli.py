@@ -62,6 +62,23 @@ seed_option = click.option(
     help="Random seed, an integer in [0, 2**63-1]: the same seed gives the same output.",
 )
 
+column_option = click.option(
+    "--column",
+    default=None,
+    metavar="NAME",
+    help="For .csv inputs (also .csv.gz): the column holding the samples [default: the only"
+    " column, else the one named SMILES].",
+)
+
+
+def _check_column(column: str | None, *paths: str | None) -> None:
+    """``--column`` without a CSV input to apply it to is a mistake worth saying, not ignoring."""
+    from .inputs import CSV, input_format
+
+    if column is not None and not any(p is not None and input_format(p)[0] == CSV for p in paths):
+        raise click.UsageError("--column applies to .csv inputs (and .csv.gz) only; none was given")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gumbelseq")
 def main() -> None:
@@ -127,20 +144,49 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
 @grammar_option
 @click.option("--start", default="start", show_default=True, help="The grammar's start rule: a line is valid when Lark parses it from this rule.")
 @click.option("--reference", type=str, default=None, help="Training data file: enables novelty and distances.")
+@column_option
 @click.option("--max-len", type=click.IntRange(min=0), default=None, help="Length bound for coverage [default: the longest valid sample].")
 @click.option("--show-invalid", type=click.IntRange(min=0), default=5, show_default=True, help="How many invalid samples to show.")
+@click.option("--validator", "validator_names", multiple=True, metavar="NAME", help="Also report validity, uniqueness and novelty under a validator plugin (rdkit: pip install -e '.[chem]'); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @domain_errors
-def score_cmd(file: str, grammar: str, start: str, reference: str | None, max_len: int | None, show_invalid: int, as_json: bool) -> None:
-    """Score a sample file (one sample per line; FILE may be - for stdin)."""
-    from .lang.score import score_file
+def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], as_json: bool) -> None:
+    """Score a sample file (one sample per line; FILE may be - for stdin; .csv and .gz files too)."""
+    from .lang.score import read_distinct, score_distinct, score_file
 
+    _check_column(column, file, reference)
+    checked = []
+    if validator_names:
+        from .validators import get_validator
+
+        checked = [get_validator(name) for name in validator_names]  # a missing library fails before any reading
     g = load_grammar(grammar, start=start, on_notice=_notice)
-    rep = score_file(file, g, reference=reference, max_len=max_len, show_invalid=show_invalid)
+    extra = []
+    if not checked:
+        rep = score_file(file, g, reference=reference, max_len=max_len, show_invalid=show_invalid, column=column)
+    else:
+        from .validators import validate_distinct
+
+        # score_file's steps, keeping the distinct samples for the validators (read once).
+        ref = read_distinct(reference, column) if reference is not None else None
+        distinct = read_distinct(file, column)
+        rep = score_distinct(distinct, g, source=file, reference=ref, reference_name=reference,
+                             max_len=max_len, show_invalid=show_invalid)
+        extra = [validate_distinct(v, distinct, reference=ref, reference_name=reference) for v in checked]
     if as_json:
-        _emit_json(rep.to_dict())
+        obj = rep.to_dict()
+        if extra:
+            obj["validators"] = {r.validator: r.to_dict() for r in extra}
+        _emit_json(obj)
         return
     _print_report(rep)
+    for r in extra:
+        table = Table("metric", "value", title=f"validator {r.validator}")
+        table.add_row("valid", f"{r.valid} ({_fmt(r.validity)})")
+        table.add_row("unique canonical valid", f"{r.unique} ({_fmt(r.uniqueness)} of valid)")
+        if r.reference is not None:
+            table.add_row("novelty (canonical, vs reference as written)", _fmt(r.novelty))
+        out.print(table)
 
 
 def _fmt(x: float | None, pct: bool = True) -> str:
@@ -176,6 +222,62 @@ def _print_report(rep: Any) -> None:
         out.print(it)
     for note in rep.notes:
         _notice(note)
+
+
+# -- datasets -----------------------------------------------------------------------------------
+
+
+@main.group("datasets")
+def datasets_group() -> None:
+    """Public data sets, fetched once into $GUMBELSEQ_HOME/datasets and used offline after."""
+
+
+@datasets_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@domain_errors
+def datasets_list_cmd(as_json: bool) -> None:
+    """List the known data sets, where each is cached and whether it is fetched."""
+    from .datasets import list_datasets
+
+    infos = list_datasets()
+    if as_json:
+        _emit_json([d.to_dict() for d in infos])
+        return
+    table = Table("name", "present", "lines", "path", "description", title="data sets")
+    for d in infos:
+        lines = ", ".join(f"{k} {v:,}" for k, v in d.lines.items()) if d.lines else "-"
+        table.add_row(d.name, "yes" if d.present else "no", lines, d.path, d.description)
+    out.print(table)
+
+
+@datasets_group.command("fetch")
+@click.argument("name")
+@click.option("--wheel", type=str, default=None, help="Read an already downloaded wheel instead of running pip download (no network needed).")
+@domain_errors
+def datasets_fetch_cmd(name: str, wheel: str | None) -> None:
+    """Fetch data set NAME (e.g. moses) into its cache folder and print the folder's path.
+
+    Nothing is done when the cache is already complete."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .datasets import dataset_status, fetch_dataset
+
+    if dataset_status(name).present:
+        click.echo(dataset_status(name).path)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:  # no bar in logs
+        task = bar.add_task(f"{name}: reading the wheel" if wheel else f"{name}: downloading", total=None)
+        folder = fetch_dataset(
+            name,
+            wheel=wheel,
+            progress=lambda done, total: bar.update(task, completed=done, total=total, description=f"{name}: extracting"),
+            on_message=lambda m: bar.console.print(m),
+        )
+    status = dataset_status(name)
+    if status.lines:
+        err.print(", ".join(f"{k}: {v:,} lines" for k, v in status.lines.items()))
+    click.echo(str(folder))
 
 
 # -- backends, train, sample --------------------------------------------------------------------
@@ -222,7 +324,8 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
 @main.command("train")
 @grammar_option
 @click.option("--start", default="start", show_default=True, help="The grammar's start rule.")
-@click.option("--data", type=str, default=None, help="Training strings, one per line [default: draw the paper's set from the grammar].")
+@click.option("--data", type=str, default=None, help="Training strings, one per line, or a .csv/.gz file [default: draw the paper's set from the grammar].")
+@column_option
 @click.option("--data-size", type=click.IntRange(min=1), default=5000, show_default=True, help="Strings to draw when --data is not given.")
 @click.option("--max-len", type=click.IntRange(min=1), default=None, help="Sequence length [default: 12, or the longest --data string].")
 @click.option("--backend", "-b", default="gumbel-lstm-gan", show_default=True, help="See `gumbelseq backends`.")
@@ -241,6 +344,7 @@ def train_cmd(
     grammar: str,
     start: str,
     data: str | None,
+    column: str | None,
     data_size: int,
     max_len: int | None,
     backend: str,
@@ -260,13 +364,13 @@ def train_cmd(
 
     from .model.options import parse_pairs
     from .model.progress import RichProgress
-    from .model.train import read_data, resume_training, start_training
+    from .model.train import resume_training, start_training
 
     ctx = click.get_current_context()
     progress = [RichProgress(err, label=resume_dir or backend)]
     if resume_dir is not None:
         # A resumed run continues exactly as configured; silently ignoring a flag would lie.
-        fixed = ["grammar", "start", "data", "data_size", "max_len", "backend", "iterations", "batch_size", "seed",
+        fixed = ["grammar", "start", "data", "column", "data_size", "max_len", "backend", "iterations", "batch_size", "seed",
                  "out_dir", "opts", "eval_every", "checkpoint_every"]
         given = [n for n in fixed if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT]
         if given:
@@ -277,6 +381,7 @@ def train_cmd(
         result = resume_training(resume_dir, device=device if device_given else None, callbacks=progress,
                                  plugins_dir=plugins_dir, remember=True, on_notice=_notice)
     else:
+        _check_column(column, data)
         options: dict[str, object] = dict(parse_pairs(opts))
         if iterations is not None:
             options["iterations"] = iterations
@@ -287,7 +392,7 @@ def train_cmd(
             backend=backend,
             out_dir=out_dir,
             options=options,
-            data=read_data(data) if data else None,
+            data=_training_data(data, column) if data else None,
             data_source=data,
             n_data=data_size,
             max_len=max_len,
@@ -303,6 +408,18 @@ def train_cmd(
         err.print(f"stopped at iteration {result.iterations}; continue with: gumbelseq train --resume {result.run_dir}")
         sys.exit(130)
     click.echo(str(result.run_dir))
+
+
+def _training_data(path: str, column: str | None) -> list[str]:
+    """``--data``: ``.txt``, ``.csv`` (``--column``) or ``.gz``, checked as training data."""
+    from .inputs import read_lines
+    from .model.train import check_data, read_data
+
+    if column is None:
+        return read_data(path)  # reads every format, the CSV column by its default
+    lines = read_lines(path, "data file", column=column)
+    check_data(lines, path)
+    return lines
 
 
 @main.command("sample")

@@ -1,13 +1,38 @@
 """Reading the user's files, with a one-line error for every way a path or its bytes can be
-wrong: missing, a directory, unreadable, not UTF-8 (naming the line and column)."""
+wrong: missing, a directory, unreadable, not UTF-8 (naming the line and column).
+
+Files of samples (``score``'s FILE and ``--reference``, ``train --data``) come in three shapes,
+told apart by the name alone (``input_format``), never by sniffing the bytes, so that stdin, FIFOs
+and every other name keep meaning exactly "one sample per line":
+
+- ``NAME.csv``: a CSV file with a header row; the samples are one column of it (``column``, or
+  by default the only column, else the column named ``SMILES``). Blank lines are skipped, as
+  most CSV readers do; a row with another number of fields than the header is an error naming
+  its line.
+- ``NAME.gz``: gzip-compressed, read as a stream; ``NAME.csv.gz`` is a compressed CSV file,
+  any other ``NAME.gz`` compressed plain lines.
+- anything else, including ``-`` (stdin): plain text, one sample per line.
+
+In every shape trailing spaces (the padding of fixed-length samples) are removed from a sample.
+"""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import sys
+import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable, Iterator
 
-from .errors import InputFileError
+from .errors import InputFileError, first_line
+
+#: What ``input_format`` calls the two layouts of a file of samples.
+TEXT, CSV = "text", "csv"
+
+#: The column a CSV file's samples are read from when it has several and none is named.
+DEFAULT_CSV_COLUMN = "SMILES"
 
 
 def open_binary(path: str | Path, what: str = "file") -> BinaryIO:
@@ -52,7 +77,150 @@ def read_text(path: str | Path, what: str = "file") -> str:
         raise InputFileError(f"{path}:{line}:{column}: not valid UTF-8") from None
 
 
-def read_lines(path: str | Path, what: str = "file") -> list[str]:
-    """All lines of a one-sample-per-line file, in order, padding removed."""
+def read_lines(path: str | Path, what: str = "file", column: str | None = None) -> list[str]:
+    """All samples of a file, in order, padding removed: one per line, or, for a ``.csv`` or
+    ``.gz`` name, as ``iter_samples`` reads them (``column`` picks a CSV file's column)."""
+    if input_format(path) != (TEXT, False):
+        return [s for _, s in iter_samples(path, what, column)]
     with open_binary(path, what) as f:
         return [decode_line(raw, str(path), i) for i, raw in enumerate(f, 1)]
+
+
+# -- formats of sample files: plain lines, CSV, gzip ---------------------------------------------
+
+
+def input_format(path: str | Path) -> tuple[str, bool]:
+    """``(TEXT or CSV, gzipped)`` for a file of samples, from its name alone (``-`` is plain
+    text): ``.gz`` is gzip, and the name under it (or the name itself) ending in ``.csv`` is CSV.
+    Case does not matter (``DATA.CSV.GZ``)."""
+    name = str(path)
+    if name == "-":
+        return TEXT, False
+    lower = name.lower()
+    gz = lower.endswith(".gz")
+    if gz:
+        lower = lower[: -len(".gz")]
+    return (CSV if lower.endswith(".csv") else TEXT), gz
+
+
+class _CheckedGunzip(io.RawIOBase):
+    """The decompressed bytes of a gzip stream, with every way the compressed data can be bad
+    (not gzip at all, cut short, a CRC or deflate error) turned into a one-line
+    ``InputFileError``. Wrapped in ``io.BufferedReader`` it reads lines like a plain file, so
+    the callers' line loops stay the same for both."""
+
+    def __init__(self, raw: BinaryIO, source: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        try:
+            return self._gz.readinto(buffer)
+        except gzip.BadGzipFile as e:
+            if str(e).startswith("Not a gzipped file"):
+                raise InputFileError(f"{self._source}: not gzip data (the name ends in .gz)") from None
+            raise InputFileError(f"{self._source}: corrupt gzip data ({first_line(e)})") from None
+        except EOFError:
+            raise InputFileError(f"{self._source}: gzip data cut short (an incomplete file?)") from None
+        except zlib.error as e:
+            raise InputFileError(f"{self._source}: corrupt gzip data ({first_line(e)})") from None
+        except OSError as e:
+            raise InputFileError(f"{self._source}: {e.strerror or first_line(e)}") from None
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._gz.close()  # GzipFile does not close a file object it was given
+            finally:
+                if self._raw is not getattr(sys.stdin, "buffer", None):
+                    self._raw.close()
+        super().close()
+
+
+def gunzip_stream(raw: BinaryIO, source: str) -> BinaryIO:
+    """A buffered, line-iterable reader of the gzip data in ``raw`` (closing it closes ``raw``);
+    bad data is a one-line ``InputFileError`` naming ``source``."""
+    return io.BufferedReader(_CheckedGunzip(raw, source), buffer_size=1 << 16)  # type: ignore[return-value]
+
+
+def open_lines(path: str | Path, what: str = "file") -> BinaryIO:
+    """``open_binary``, decompressed when the name ends in ``.gz``: the bytes of the lines."""
+    stream = open_binary(path, what)
+    if not input_format(path)[1]:
+        return stream
+    return gunzip_stream(stream, str(path))
+
+
+def _decoded(stream: Iterable[bytes], source: str) -> Iterator[str]:
+    for i, raw in enumerate(stream, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputFileError(f"{source}:{i}: not valid UTF-8 (column {e.start + 1})") from None
+
+
+def iter_csv_column(stream: Iterable[bytes], source: str, column: str | None = None) -> Iterator[tuple[int, str]]:
+    """``(line, sample)`` for each row of a CSV byte stream with a header row, streaming.
+
+    The samples are the column named ``column``; without one, the only column, else the
+    column named ``SMILES`` (``DEFAULT_CSV_COLUMN``), else an error listing the columns. Blank
+    lines are skipped. ``line`` is the line the row starts on. A row with another number of
+    fields than the header, a value spanning several lines, or malformed CSV is an
+    ``InputFileError`` naming the line."""
+    reader = csv.reader(_decoded(stream, source), strict=True)
+    try:
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputFileError(f"{source}: empty CSV file (a header row naming the columns is expected)") from None
+        if not header:
+            raise InputFileError(f"{source}:1: blank line where the CSV header row naming the columns is expected")
+        header[0] = header[0].removeprefix("\ufeff")  # a byte-order mark some tools write
+        index = _pick_column(header, column, source)
+        previous = reader.line_num
+        for row in reader:
+            line, previous = previous + 1, reader.line_num
+            if not row:
+                continue  # a blank line
+            if len(row) != len(header):
+                raise InputFileError(
+                    f"{source}:{line}: {len(row)} field{'s' if len(row) != 1 else ''} where the header has {len(header)}"
+                )
+            value = row[index]
+            if "\n" in value or "\r" in value:  # a quoted value with a line break cannot be a sample
+                raise InputFileError(f"{source}:{line}: the value in column {header[index]!r} spans several lines")
+            yield line, strip_sample(value)
+    except csv.Error as e:
+        raise InputFileError(f"{source}:{reader.line_num}: malformed CSV ({first_line(e)})") from None
+
+
+def _pick_column(header: list[str], column: str | None, source: str) -> int:
+    names = ", ".join(repr(h) for h in header[:10]) + (", ..." if len(header) > 10 else "")
+    if column is not None:
+        if column not in header:
+            raise InputFileError(f"{source}:1: no column {column!r}; the columns are {names}")
+        return header.index(column)
+    if len(header) == 1:
+        return 0
+    if DEFAULT_CSV_COLUMN in header:
+        return header.index(DEFAULT_CSV_COLUMN)
+    raise InputFileError(
+        f"{source}:1: {len(header)} columns ({names}) and none named {DEFAULT_CSV_COLUMN!r}; choose one with --column"
+    )
+
+
+def iter_samples(path: str | Path, what: str = "file", column: str | None = None) -> Iterator[tuple[int, str]]:
+    """``(line, sample)`` for every sample of a ``.txt``/``.csv``/``.gz`` file (or ``-``), in
+    order, streaming, padding removed. ``column`` is for CSV files and ignored otherwise."""
+    kind, _ = input_format(path)
+    with open_lines(path, what) as f:
+        if kind == CSV:
+            yield from iter_csv_column(f, str(path), column)
+        else:
+            for i, raw in enumerate(f, 1):
+                yield i, decode_line(raw, str(path), i)

@@ -17,7 +17,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import GumbelseqError
 from .grammar import Grammar
-from ..inputs import decode_line, open_binary, strip_sample
+from ..inputs import CSV, decode_line, input_format, iter_samples, open_lines, strip_sample
 from .language import COUNT_MAX_LEN, Language
 
 CHUNK_BYTES = 1 << 20
@@ -112,9 +112,14 @@ def count_distinct(chunks: Iterable[list[bytes]], source: str) -> dict[str, list
     return out
 
 
-def read_distinct(path: str | Path) -> dict[str, list[int]]:
-    """Distinct samples of a file (or ``-``) with their counts and first lines."""
-    stream = open_binary(path, "file of samples")
+def read_distinct(path: str | Path, column: str | None = None) -> dict[str, list[int]]:
+    """Distinct samples of a file (or ``-``) with their counts and first lines.
+
+    Plain and gzipped lines take the bytes fast path (``count_distinct``); a CSV file is read
+    row by row (``gumbelseq.inputs.iter_samples``; ``column`` picks its column)."""
+    if input_format(path)[0] == CSV:
+        return _distinct_lines(iter_samples(path, "file of samples", column))
+    stream = open_lines(path, "file of samples")
     try:
         return count_distinct(iter_line_chunks(stream), str(path))
     finally:
@@ -232,10 +237,13 @@ def score_file(
     reference: str | Path | None = None,
     max_len: int | None = None,
     show_invalid: int = 5,
+    column: str | None = None,
 ) -> Report:
-    """Score the samples in ``path`` (``-`` for stdin), one per line, trailing spaces removed."""
-    ref = read_distinct(reference) if reference is not None else None
-    distinct = read_distinct(path)
+    """Score the samples in ``path`` (``-`` for stdin), one per line, trailing spaces removed;
+    ``.csv`` and ``.gz`` files (``path`` and ``reference``) as ``gumbelseq.inputs`` reads them,
+    ``column`` naming the CSV column of both."""
+    ref = read_distinct(reference, column) if reference is not None else None
+    distinct = read_distinct(path, column)
     return score_distinct(
         distinct,
         grammar,
@@ -265,6 +273,18 @@ def score_samples(
         max_len=max_len,
         show_invalid=show_invalid,
     )
+
+
+def _distinct_lines(numbered: Iterable[tuple[int, str]]) -> dict[str, list[int]]:
+    """``{sample: [count, first line]}`` from ``(line, sample)`` pairs."""
+    out: dict[str, list[int]] = {}
+    for line, s in numbered:
+        e = out.get(s)
+        if e is None:
+            out[s] = [1, line]
+        else:
+            e[0] += 1
+    return out
 
 
 def _distinct_strings(samples: Iterable[str]) -> dict[str, list[int]]:

@@ -1,0 +1,194 @@
+"""Validators: domain validity beside grammar validity (``gumbelseq score --validator NAME``).
+
+A grammar says whether a string is well formed; whether it *means* something (a SMILES string
+that is a real molecule) takes a domain library such as RDKit. A validator is a plugin that
+maps strings to a canonical form, or to ``None`` when the string is not valid in its domain;
+``validate_distinct`` turns that into validity, uniqueness and novelty of the canonical forms,
+with MOSES's definitions (Polykovskiy et al. 2020, ``moses.metrics``):
+
+- ``validity``: share of samples (lines, repeats counted) the validator accepts;
+- ``uniqueness``: distinct canonical forms among the valid samples / valid samples;
+- ``novelty``: share of the distinct canonical valid samples that are not among the
+  reference's strings. As in MOSES, the reference is taken as it is written (MOSES's training
+  SMILES are RDKit-canonical already): canonicalising 1.6 million training molecules would take
+  minutes on every run.
+
+Validators join through the hook ``register_validators``, from packages in the entry-point
+group ``gumbelseq.validators`` (``[project.entry-points."gumbelseq.validators"]``). That group is
+separate from the backends' ``gumbelseq`` group on purpose: loading the backends imports torch,
+and ``score`` must start without it. This module imports neither torch nor any domain library;
+a validator imports its library when it is used, and says how to install it when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import pluggy
+
+from .errors import GumbelseqError, first_line
+
+ENTRY_POINT_GROUP = "gumbelseq.validators"
+
+# The project name is the backends' one, so ``gumbelseq.model.hookspecs.hookimpl`` marks a
+# validator hook too; this module's own ``hookimpl`` spares a validator importing the model side.
+hookspec = pluggy.HookspecMarker("gumbelseq")
+hookimpl = pluggy.HookimplMarker("gumbelseq")
+
+#: Distinct strings per batch handed to a worker process.
+BATCH = 5000
+#: Below this many distinct strings one process is faster than starting workers.
+PARALLEL_MIN = 20000
+
+
+class ValidatorError(GumbelseqError):
+    """An unknown validator, a validator whose library is missing, or a broken plugin."""
+
+
+class _Hooks:
+    @hookspec
+    def register_validators(self, register: Callable[["Validator"], None]) -> None:
+        """Call ``register(validator)`` once for each ``gumbelseq.validators.Validator`` you provide."""
+
+
+@dataclass(frozen=True)
+class Validator:
+    """What a validator plugin registers.
+
+    ``canonical`` maps a batch of strings to their canonical forms, ``None`` for an invalid
+    one; it must be a module-level function (worker processes receive it by reference).
+    ``check`` raises ``ValidatorError`` with a one-line message saying how to install what is
+    missing; it is called once before any file is read."""
+
+    name: str
+    description: str
+    canonical: Callable[[list[str]], list[str | None]]
+    check: Callable[[], None]
+
+
+@dataclass
+class ValidatorReport:
+    """What ``validate_distinct`` measures; fractions in [0, 1], ``None`` where undefined."""
+
+    validator: str
+    total: int = 0
+    valid: int = 0
+    validity: float | None = None
+    unique: int = 0  # distinct canonical forms among the valid samples
+    uniqueness: float | None = None
+    novelty: float | None = None
+    reference: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _manager() -> tuple[pluggy.PluginManager, dict[str, str]]:
+    pm = pluggy.PluginManager("gumbelseq")
+    pm.add_hookspecs(_Hooks)
+    try:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    except Exception as e:  # an installed validator package that fails to import
+        raise ValidatorError(f"a plugin of entry-point group {ENTRY_POINT_GROUP!r} failed to load: {type(e).__name__}: {first_line(e)}") from None
+    sources = {pm.get_name(p): f"entry point {pm.get_name(p)} ({d.project_name} {d.version})" for p, d in pm.list_plugin_distinfo()}
+    return pm, sources
+
+
+_registry: dict[str, tuple[Validator, str]] | None = None
+
+
+def validators() -> dict[str, tuple[Validator, str]]:
+    """Every registered validator by name, with where it came from (built once per process)."""
+    global _registry
+    if _registry is None:
+        pm, sources = _manager()
+        found: dict[str, tuple[Validator, str]] = {}
+        for impl in pm.hook.register_validators.get_hookimpls():
+            source = sources.get(impl.plugin_name, impl.plugin_name)
+
+            def register(v: Validator, _source: str = source) -> None:
+                if not isinstance(v, Validator):
+                    raise ValidatorError(f"{_source}: register() expects a gumbelseq.validators.Validator, got {v!r}")
+                if v.name in found:
+                    raise ValidatorError(f"validator {v.name!r} is registered twice: by {found[v.name][1]} and by {_source}")
+                found[v.name] = (v, _source)
+
+            try:
+                impl.function(register=register)
+            except GumbelseqError:
+                raise
+            except Exception as e:  # a broken plugin is named, never a traceback
+                raise ValidatorError(f"plugin {source}: register_validators failed: {type(e).__name__}: {first_line(e)}") from None
+        _registry = found
+    return _registry
+
+
+def get_validator(name: str) -> Validator:
+    """The validator ``name``, checked usable (its library installed), or a one-line error."""
+    known = validators()
+    if name not in known:
+        listed = ", ".join(sorted(known)) or "none installed"
+        raise ValidatorError(f"unknown validator {name!r}; known validators: {listed}")
+    validator = known[name][0]
+    try:
+        validator.check()
+    except GumbelseqError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a plugin's own failure, quoted in one line
+        raise ValidatorError(f"validator {name!r} cannot run: {type(e).__name__}: {first_line(e)}") from None
+    return validator
+
+
+def canonical_forms(validator: Validator, strings: list[str], workers: int | None = None) -> list[str | None]:
+    """``validator.canonical`` over ``strings``, in worker processes when there are many."""
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    batches = [strings[i : i + BATCH] for i in range(0, len(strings), BATCH)]
+    try:
+        if workers <= 1 or len(strings) < PARALLEL_MIN:
+            results = [validator.canonical(b) for b in batches]
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(validator.canonical, batches))
+    except GumbelseqError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the domain library's failure, in one line
+        raise ValidatorError(f"validator {validator.name!r} failed: {type(e).__name__}: {first_line(e)}") from None
+    out = [c for batch in results for c in batch]
+    if len(out) != len(strings):
+        raise ValidatorError(f"validator {validator.name!r} returned {len(out)} results for {len(strings)} strings")
+    return out
+
+
+def validate_distinct(
+    validator: Validator,
+    distinct: dict[str, list[int]],
+    *,
+    reference: dict[str, list[int]] | None = None,
+    reference_name: str | None = None,
+    workers: int | None = None,
+) -> ValidatorReport:
+    """Validity, uniqueness and novelty under ``validator`` of samples already reduced to
+    ``{sample: [count, first line]}`` (what ``gumbelseq.lang.score.read_distinct`` gives);
+    each distinct sample is canonicalised once."""
+    rep = ValidatorReport(validator=validator.name, reference=reference_name)
+    strings = list(distinct)
+    forms = canonical_forms(validator, strings, workers)
+    canon: set[str] = set()
+    for s, form in zip(strings, forms):
+        count = distinct[s][0]
+        rep.total += count
+        if form is not None:
+            rep.valid += count
+            canon.add(form)
+    rep.unique = len(canon)
+    if rep.total:
+        rep.validity = rep.valid / rep.total
+    if rep.valid:
+        rep.uniqueness = rep.unique / rep.valid
+    if reference is not None and canon:
+        rep.novelty = sum(1 for c in canon if c not in reference) / len(canon)
+    return rep

@@ -1,0 +1,183 @@
+"""Files of samples as .txt, .csv (--column) and .gz: read the same way by `score` (FILE and
+--reference) and `train --data`, streaming, with one-line errors naming file:line."""
+
+import gzip
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from gumbelseq.cli import main
+from gumbelseq.errors import InputFileError
+from gumbelseq.inputs import CSV, TEXT, input_format, iter_samples, read_lines
+from gumbelseq.lang.grammar import load_grammar
+from gumbelseq.lang.score import score_file
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("s.txt", (TEXT, False)),
+        ("s", (TEXT, False)),
+        ("-", (TEXT, False)),
+        ("s.csv", (CSV, False)),
+        ("S.CSV", (CSV, False)),
+        ("s.txt.gz", (TEXT, True)),
+        ("s.gz", (TEXT, True)),
+        ("s.csv.gz", (CSV, True)),
+        ("s.csv.bak", (TEXT, False)),
+    ],
+)
+def test_format_comes_from_the_name(name, expected):
+    assert input_format(name) == expected
+
+
+def _write(path, text, gz=False):
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def test_all_formats_give_the_same_samples(tmp_path):
+    expected = ["x", "x+x", "x+", ""]
+    txt = "x\nx+x   \nx+\n\n"
+    csv_text = 'id,SMILES,other\n1,x,a\n2,"x+x   ",b\n\n3,x+,c\n4,"",d\n'
+    files = [
+        _write(tmp_path / "a.txt", txt),
+        _write(tmp_path / "a.txt.gz", txt, gz=True),
+        _write(tmp_path / "a.gz", txt, gz=True),
+        _write(tmp_path / "a.csv", csv_text),
+        _write(tmp_path / "a.csv.gz", csv_text, gz=True),
+    ]
+    for f in files:
+        assert read_lines(f) == expected, f
+
+
+def test_csv_lines_are_the_rows_first_lines(tmp_path):
+    f = _write(tmp_path / "a.csv", "SMILES\nx\n\nx+\r\nx\n")
+    assert list(iter_samples(f)) == [(2, "x"), (4, "x+"), (5, "x")]
+
+
+def test_csv_column_choice(tmp_path):
+    one = _write(tmp_path / "one.csv", "smi\nx\n")
+    assert read_lines(one) == ["x"]  # the only column, whatever its name
+    many = _write(tmp_path / "many.csv", "a,b\n1,2\n")
+    assert read_lines(many, column="b") == ["2"]
+    with pytest.raises(InputFileError, match=r"many\.csv:1: 2 columns \('a', 'b'\) and none named 'SMILES'; choose one with --column$"):
+        read_lines(many)
+    with pytest.raises(InputFileError, match=r"many\.csv:1: no column 'c'; the columns are 'a', 'b'$"):
+        read_lines(many, column="c")
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffSMILES,x\nC,1\n".encode())
+    assert read_lines(bom) == ["C"]
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("rows.csv", "SMILES,b\n1,2\n1,2,3\n", r"rows\.csv:3: 3 fields where the header has 2$"),
+        ("short.csv", "SMILES,b\n1,2\n\n1\n", r"short\.csv:4: 1 field where the header has 2$"),
+        ("empty.csv", "", r"empty\.csv: empty CSV file"),
+        ("blank.csv", "\nx\n", r"blank\.csv:1: blank line where the CSV header"),
+        ("multi.csv", 'SMILES\nx\n"x\n+x"\n', r"multi\.csv:3: the value in column 'SMILES' spans several lines$"),
+        ("quote.csv", 'SMILES\nx\n"x+x\n', r"quote\.csv:\d: malformed CSV"),
+        ("huge.csv", "SMILES\n" + "x" * 200_000 + "\n", r"huge\.csv:2: malformed CSV \(field larger than field limit"),
+    ],
+)
+def test_bad_csv_is_one_line_with_file_and_line(tmp_path, name, content, message):
+    f = _write(tmp_path / name, content)
+    with pytest.raises(InputFileError, match=message) as e:
+        read_lines(f)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_utf8_in_csv_names_the_line(tmp_path):
+    f = tmp_path / "u.csv"
+    f.write_bytes(b"SMILES\nx\n\xffx\n")
+    with pytest.raises(InputFileError, match=r"u\.csv:3: not valid UTF-8 \(column 1\)$"):
+        read_lines(f)
+
+
+def test_bad_gzip_is_one_line(tmp_path):
+    plain = _write(tmp_path / "plain.gz", "x\n")
+    with pytest.raises(InputFileError, match=r"plain\.gz: not gzip data"):
+        read_lines(plain)
+    whole = gzip.compress(b"x\n" * 10000)
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputFileError, match=r"cut\.txt\.gz: gzip data cut short"):
+        read_lines(cut)
+    bad = bytearray(whole)
+    bad[-6] ^= 0xFF  # the CRC
+    crc = tmp_path / "crc.gz"
+    crc.write_bytes(bytes(bad))
+    with pytest.raises(InputFileError, match=r"crc\.gz: corrupt gzip data"):
+        read_lines(crc)
+    for f in (plain, cut, crc):  # the score path reads through the same checks
+        with pytest.raises(InputFileError):
+            score_file(f, load_grammar("arith"))
+
+
+def test_missing_and_directory_keep_their_messages(tmp_path):
+    with pytest.raises(InputFileError, match=r"nope\.csv\.gz: no such file$"):
+        read_lines(tmp_path / "nope.csv.gz")
+    d = tmp_path / "d.csv"
+    d.mkdir()
+    with pytest.raises(InputFileError, match=r"d\.csv: is a directory"):
+        read_lines(d)
+
+
+def test_gzip_through_a_fifo_streams(tmp_path):
+    fifo = tmp_path / "pipe.gz"
+    os.mkfifo(fifo)
+    data = gzip.compress(b"x\nx+x   \n")
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data), daemon=True)
+    writer.start()
+    assert read_lines(fifo) == ["x", "x+x"]
+    writer.join(timeout=10)
+
+
+def test_score_reads_csv_and_gz_with_line_numbers(tmp_path):
+    samples = _write(tmp_path / "s.csv.gz", "id,SMILES\n1,x\n\n2,x+\n3,x+\n4,x*x\n", gz=True)
+    ref = _write(tmp_path / "r.txt.gz", "x\nx+x\n", gz=True)
+    rep = score_file(samples, load_grammar("arith"), reference=ref)
+    assert (rep.total, rep.valid, rep.unique) == (4, 2, 3)
+    assert [(e.line, e.text, e.count) for e in rep.invalid_examples] == [(4, "x+", 2)]
+    assert rep.novelty == 0.5
+    plain = _write(tmp_path / "s.txt", "x\nx+\nx+\nx*x\n")
+    rep2 = score_file(plain, load_grammar("arith"), reference=ref)
+    assert (rep2.total, rep2.valid, rep2.unique, rep2.novelty) == (4, 2, 3, 0.5)
+
+
+def test_cli_score_column_and_errors(tmp_path):
+    runner = CliRunner()
+    f = _write(tmp_path / "s.csv", "a,b\nx,x+\n")
+    r = runner.invoke(main, ["score", str(f), "--column", "b", "--json"])
+    assert r.exit_code == 0, r.output
+    assert '"validity": 0.0' in r.stdout
+    r = runner.invoke(main, ["score", str(f), "--json"])
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and r.output.count("\n") == 1
+    plain = _write(tmp_path / "s.txt", "x\n")
+    r = runner.invoke(main, ["score", str(plain), "--column", "b"])
+    assert r.exit_code == 2 and "--column applies to .csv inputs" in r.output
+
+
+def test_cli_bad_rows_are_one_line_without_traceback(tmp_path):
+    f = _write(tmp_path / "bad.csv.gz", "a,b\n1,2\n1,2,3\n", gz=True)
+    r = subprocess.run([sys.executable, "-m", "gumbelseq", "score", str(f), "--column", "a"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr == f"Error: {f}:3: 3 fields where the header has 2\n"
+
+
+def test_training_data_from_csv_column(tmp_path):
+    from gumbelseq.cli import _training_data
+
+    f = _write(tmp_path / "d.csv", "a,SMILES\n1,x+x\n2,x\n")
+    assert _training_data(str(f), None) == ["x+x", "x"]
+    assert _training_data(str(f), "a") == ["1", "2"]
+    g = _write(tmp_path / "d.txt.gz", "x\nx*x  \n", gz=True)
+    assert _training_data(str(g), None) == ["x", "x*x"]
