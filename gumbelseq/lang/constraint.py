@@ -28,8 +28,9 @@ terminals, Earley) the constructor raises a one-line error naming the reason.
 
 from __future__ import annotations
 
-import heapq
 from typing import Iterable
+
+from lark.parsers.lalr_analysis import LALR_Analyzer, Shift
 
 from ..errors import UnsupportedGrammarError
 from .exactness import exactness, terminal_strings
@@ -54,12 +55,7 @@ class Constraint:
         self.max_len = max_len
         self.alphabet = sorted(set(alphabet))
         allowed_chars = set(self.alphabet)
-        recognizer = grammar._fast
-        assert recognizer is not None  # exactness() proved a strict-LALR grammar
-        self._actions = recognizer._actions
-        self._rules = recognizer._rules
-        self._end = recognizer._end
-        self._start_state = recognizer._start
+        self._load_table(grammar)
         # The trie of every terminal string writable with the alphabet.
         self._children: list[dict[str, int]] = [{}]
         self._complete: list[str | None] = [None]
@@ -87,6 +83,7 @@ class Constraint:
                     if k + 1 < here.get(term, _INF):
                         here[term] = k + 1
         self._min_term = dict(self._finish[0])  # shortest string of each terminal
+        self._min_sym = self._shortest_derivations(grammar)
         self._mincomp: dict[tuple, float] = {}
         self._feed_cache: dict[tuple[tuple, str], tuple | None] = {}
         # States: key (frozenset of configurations, remaining) -> id.
@@ -102,6 +99,54 @@ class Constraint:
                 f"{grammar.path}: no valid string of length <= {max_len} can be written with the"
                 f" characters {''.join(self.alphabet)!r}"
             )
+
+    def _load_table(self, grammar: Grammar) -> None:
+        """Lark's LALR(1) table for ``grammar`` with its LR(0) kernel items.
+
+        Built again here with Lark's own analyser (the parser Lark keeps has only the table,
+        numbered in an order that varies between processes); it is the same table up to that
+        numbering. The kernel items give exact shortest completions (``_complete_cost``).
+        """
+        conf = grammar.parser.parser.parser.parser_conf
+        analyzer = LALR_Analyzer(conf, debug=True, strict=True)
+        analyzer.compute_lalr()
+        table = analyzer.parse_table
+        number = {closure: i for i, closure in enumerate(table.states)}
+        rules: dict = {}
+        self._actions: dict[int, dict[str, int]] = {}
+        for closure, actions in table.states.items():
+            self._actions[number[closure]] = {
+                str(sym): number[arg] if kind is Shift else ~rules.setdefault(arg, len(rules))
+                for sym, (kind, arg) in actions.items()
+            }
+        self._rules = [(len(rule.expansion), str(rule.origin.name)) for rule in rules]
+        start = grammar.start
+        self._start_state = number[table.start_states[start]]
+        self._end = number[table.end_states[start]]
+        # Kernel items per state: (origin, dot, symbols after the dot, whether the root rule).
+        self._kernel: dict[int, list[tuple[str, int, tuple[str, ...], bool]]] = {}
+        for itemset in analyzer.lr0_itemsets:
+            sid = number[itemset.closure]
+            items = []
+            for ptr in itemset.kernel:
+                origin = str(ptr.rule.origin.name)
+                after = tuple(str(x.name) for x in ptr.rule.expansion[ptr.index :] if x.name != END)
+                items.append((origin, ptr.index, after, origin.startswith("$root_")))
+            self._kernel[sid] = items
+
+    def _shortest_derivations(self, grammar: Grammar) -> dict[str, float]:
+        """Fewest characters each symbol derives, with terminals spelled from the alphabet."""
+        best: dict[str, float] = dict(self._min_term)
+        rules = [(str(r.origin.name), [str(x.name) for x in r.expansion]) for r in grammar.parser.rules]
+        changed = True
+        while changed:
+            changed = False
+            for origin, expansion in rules:
+                c = sum(best.get(x, _INF) for x in expansion)
+                if c < best.get(origin, _INF):
+                    best[origin] = c
+                    changed = True
+        return best
 
     # -- the parse table -----------------------------------------------------------------
 
@@ -136,42 +181,39 @@ class Constraint:
 
     def _complete_cost(self, stack: tuple) -> float:
         """Fewest characters that finish a parse from ``stack`` (between tokens); inf if none
-        within ``max_len``."""
+        within ``max_len``.
+
+        From the kernel items of the top state: an item ``A -> alpha . beta`` finishes with the
+        shortest ``beta``, then reduces (``len(alpha)`` states off the stack, ``goto(A)``) and
+        the parse goes on from that shorter stack; the root item finishes the parse. Every
+        continuation of a viable prefix goes through one of these items, so the minimum over
+        them is exact. Stacks never grow here (a kernel item has ``alpha`` non-empty), and are
+        memoised, so stacks sharing a bottom share their work.
+        """
         hit = self._mincomp.get(stack)
         if hit is not None:
             return hit
-        # Dijkstra over stacks; a terminal costs its shortest string (>= 1), so it ends.
-        best: dict[tuple, float] = {stack: 0}
-        heap: list[tuple[float, int, tuple]] = [(0, 0, stack)]
-        tie = 1
-        answer = _INF
-        while heap:
-            cost, _, st = heapq.heappop(heap)
-            if cost > best.get(st, _INF) or cost > self.max_len:
+        self._mincomp[stack] = _INF  # a guard: a grammar that loops through unit rules gets inf
+        best = 0.0 if self._feed(stack, END) is _ACCEPT else _INF
+        depth = len(stack) - 1
+        for origin, dot, after, is_root in self._kernel[stack[-1]]:
+            c = sum(self._min_sym.get(x, _INF) for x in after)
+            if c >= best:
                 continue
-            known = self._mincomp.get(st)
-            if known is not None:
-                answer = min(answer, cost + known)
+            if is_root:
+                best = c
                 continue
-            if cost >= answer:
-                break
-            if self._feed(st, END) is _ACCEPT:
-                answer = cost
-                break
-            for term in self._actions[st[-1]]:
-                k = self._min_term.get(term)
-                if k is None:
-                    continue
-                nxt = self._feed(st, term)
-                if nxt is None or nxt is _ACCEPT:
-                    continue
-                c = cost + k
-                if c < best.get(nxt, _INF) and c <= self.max_len:
-                    best[nxt] = c
-                    heapq.heappush(heap, (c, tie, nxt))
-                    tie += 1
-        self._mincomp[stack] = answer
-        return answer
+            if dot > depth:
+                continue
+            below = stack[: len(stack) - dot]
+            target = self._actions[below[-1]].get(origin)
+            if target is None or target < 0:
+                continue
+            best = min(best, c + self._complete_cost(below + (target,)))
+        if best > self.max_len:
+            best = _INF
+        self._mincomp[stack] = best
+        return best
 
     # -- configurations ------------------------------------------------------------------
 

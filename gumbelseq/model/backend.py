@@ -47,6 +47,11 @@ class Trainer(abc.ABC):
     #: Set by ``Backend.create``; the generic loop reads them.
     options: BaseOptions
     generator: torch.Generator
+    #: True when ``sample_ids`` takes ``mask=`` (a function of a row count returning a started
+    #: ``gumbelseq.model.constrained.StepMask``) and applies it to every step's scores: the
+    #: hook constrained sampling (``sample --constrained``) needs. Without it, constrained
+    #: sampling is a one-line error naming the backend.
+    supports_mask: ClassVar[bool] = False
 
     @abc.abstractmethod
     def step(self, iteration: int) -> dict[str, float]:
@@ -67,7 +72,8 @@ class Trainer(abc.ABC):
     def sample_ids(self, n: int, tau: float, generator: torch.Generator) -> torch.Tensor:
         """Draw ``n`` sequences as a LongTensor ``[n, max_len]`` of vocabulary ids (0 is the pad).
 
-        Uses only ``generator`` for randomness and does not touch the training stream.
+        Uses only ``generator`` for randomness and does not touch the training stream. A trainer
+        with ``supports_mask`` also takes ``mask=`` (see there).
         """
 
 

@@ -29,11 +29,16 @@ vocabulary 6, batch 200) time goes into per-op overhead, not arithmetic, so:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .gumbel import check_tau, gumbel_noise, straight_through
+
+if TYPE_CHECKING:
+    from .constrained import StepMask
 
 __all__ = ["FeedbackLSTM", "lstm_parameters", "sampling_bytes"]
 
@@ -229,8 +234,13 @@ class FeedbackLSTM(nn.Module):
         generator: torch.Generator | None,
         *,
         feedback: str = "soft",
+        mask: StepMask | None = None,
     ) -> torch.Tensor:
         """Draw ids ``[B, steps]`` without gradients, using only ``generator``.
+
+        ``mask`` (a started ``StepMask``): disallowed ids get score ``-inf`` at every step
+        before the pick, so they are never chosen and get no mass in a fed-back softmax. The
+        noise drawn is the same with or without it.
 
         * ``"soft"`` (GAN generator): the id of step t is ``argmax(logits + g)``, a Gumbel-max
           draw from ``softmax(logits)``; the relaxed sample ``softmax((logits + g) / tau)`` is
@@ -265,10 +275,14 @@ class FeedbackLSTM(nn.Module):
             c = torch.mul(s[hs : 2 * hs], c).addcmul_(s[:hs], gt)
             h = torch.mul(s[3 * hs :], torch.tanh(c), out=x[vocab:])
             scores = torch.addmm(noise[t], w_o, h)
+            if mask is not None:
+                mask.apply(scores)
             # max() rather than argmax(): same first-max index, ~20x faster on CPU over a
             # short leading dimension.
             top, idx = scores.max(dim=0, keepdim=True)
             ids[t] = idx[0]
+            if mask is not None:
+                mask.advance(idx[0])
             if feedback == "soft":
                 # Shift before dividing by tau: tau may be tiny here.
                 scores.sub_(top).mul_(inv_tau)

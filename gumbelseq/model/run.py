@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from ..errors import RunError
+from ..lang.constraint import Constraint
+from ..lang.grammar import load_grammar
 from . import rundir
+from .constrained import StepMask
 from .backend import Backend, Trainer
 from .gumbel import check_tau
 from .memory import OutOfMemory, is_oom
@@ -29,26 +33,54 @@ class Run:
     vocab: Vocabulary
     device: torch.device
     iteration: int
+    _constraint: Constraint | None = field(default=None, repr=False)
 
-    def sample_iter(self, n: int, *, tau: float = 1.0, seed: int = 0) -> Iterator[list[str]]:
+    def sample_iter(
+        self, n: int, *, tau: float = 1.0, seed: int = 0, constrained: bool = False
+    ) -> Iterator[list[str]]:
         """Samples in chunks (bounded memory for any ``n``), one random stream for all chunks.
 
-        ``tau`` and ``seed`` are checked here, before the first chunk, so a bad value fails
-        before any output is written.
+        ``tau``, ``seed`` and whether ``constrained`` sampling is possible are checked here,
+        before the first chunk, so a bad value fails before any output is written.
+        ``constrained``: every sample is valid and fits ``max_len`` (see ``constraint``).
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an integer >= 0, got {n!r}")
         tau = check_tau(tau)
+        masks = None
+        if constrained:
+            con = self.constraint()
+            masks = lambda k: self._started_mask(con, k)  # noqa: E731
         gen = torch.Generator(device=self.device)
         gen.manual_seed(check_seed(seed))
-        return self._chunks(n, tau, gen)
+        return self._chunks(n, tau, gen, masks)
 
-    def _chunks(self, n: int, tau: float, gen: torch.Generator) -> Iterator[list[str]]:
+    def constraint(self) -> Constraint:
+        """The run's grammar as next-character masks over its vocabulary, for prefixes of at
+        most ``max_len`` characters (built once per run). A backend whose trainer does not
+        apply step masks, or a grammar the mask engine cannot handle, is a one-line error."""
+        if self._constraint is None:
+            if not getattr(self.trainer, "supports_mask", False):
+                raise RunError(
+                    f"{self.run_dir}: backend {self.config.backend} does not expose its per-step"
+                    " scores to masks (its trainer's supports_mask is not set), so it cannot sample"
+                    " constrained"
+                )
+            grammar = load_grammar(self.run_dir / rundir.GRAMMAR, start=self.config.start)
+            self._constraint = Constraint(grammar, self.config.max_len, self.vocab.chars)
+        return self._constraint
+
+    def _started_mask(self, con: Constraint, k: int) -> StepMask:
+        mask = StepMask(con, self.vocab, self.device)
+        mask.start(k)
+        return mask
+
+    def _chunks(self, n: int, tau: float, gen: torch.Generator, masks) -> Iterator[list[str]]:  # noqa: ANN001
         done = 0
         while done < n:
             k = min(CHUNK, n - done)
             try:
-                ids = self.trainer.sample_ids(k, tau, gen)
+                ids = self.trainer.sample_ids(k, tau, gen) if masks is None else self.trainer.sample_ids(k, tau, gen, mask=masks)
             except Exception as e:
                 if is_oom(e):
                     raise OutOfMemory(f"{self.run_dir}: out of memory sampling on {self.device}") from None
@@ -56,9 +88,10 @@ class Run:
             yield self.vocab.decode(ids)
             done += k
 
-    def sample(self, n: int = 100, *, tau: float = 1.0, seed: int = 0) -> list[str]:
-        """``n`` strings, padding removed. Same seed, same strings (on the same machine)."""
-        return [s for chunk in self.sample_iter(n, tau=tau, seed=seed) for s in chunk]
+    def sample(self, n: int = 100, *, tau: float = 1.0, seed: int = 0, constrained: bool = False) -> list[str]:
+        """``n`` strings, padding removed. Same seed, same strings (on the same machine).
+        ``constrained``: every string valid and at most ``max_len`` long."""
+        return [s for chunk in self.sample_iter(n, tau=tau, seed=seed, constrained=constrained) for s in chunk]
 
 
 def load_run(

@@ -10,11 +10,12 @@ its save/restore, the guard against training a trainer made for sampling, and sa
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
 from .backend import BaseOptions, Trainer
+from .constrained import StepMask
 from .gumbel import check_tau
 from .seed import init_seed, restore_generator
 
@@ -62,9 +63,11 @@ class BaseTrainer(Trainer):
         """One training iteration, drawing only from ``self.generator``; scalar metrics out."""
 
     @abc.abstractmethod
-    def draw(self, n: int, tau: float, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, n: int, tau: float, generator: torch.Generator, mask: StepMask | None = None) -> torch.Tensor:
         """``n`` sequences ``[n, max_len]`` of ids at the checked temperature ``tau``, drawn
-        from ``generator`` only (called without gradients, once per chunk)."""
+        from ``generator`` only (called without gradients, once per chunk). A backend that sets
+        ``supports_mask`` gets a started ``mask`` here (only then) and calls ``mask.apply`` on
+        each step's scores before picking ids and ``mask.advance`` after."""
 
     def minibatch(self, n: int) -> torch.Tensor:
         """``n`` training rows ``[n, max_len]``, uniformly with replacement, from the training stream."""
@@ -91,15 +94,28 @@ class BaseTrainer(Trainer):
         self.steps_done = int(state.get("steps_done", 0))
 
     @torch.no_grad()
-    def sample_ids(self, n: int, tau: float, generator: torch.Generator) -> torch.Tensor:
+    def sample_ids(
+        self,
+        n: int,
+        tau: float,
+        generator: torch.Generator,
+        mask: Callable[[int], StepMask] | None = None,
+    ) -> torch.Tensor:
         """``draw`` for successive chunks of at most ``sample_chunk`` rows, concatenated.
 
         Chunks keep the per-step tensors small however many samples are asked for; every chunk
         draws from ``generator``, so the stream is the same as one big draw split the same way.
+        ``mask(k)`` makes the started ``StepMask`` of a chunk of ``k`` rows (constrained
+        sampling; only for a trainer whose ``supports_mask`` is set).
         """
         tau = check_tau(tau)
+        if mask is not None and not self.supports_mask:
+            raise TypeError(f"{type(self).__name__} does not apply step masks (supports_mask is False)")
         chunk = self.sample_chunk
-        parts = [self.draw(min(chunk, n - start), tau, generator) for start in range(0, n, chunk)]
+        parts = []
+        for start in range(0, n, chunk):
+            k = min(chunk, n - start)
+            parts.append(self.draw(k, tau, generator) if mask is None else self.draw(k, tau, generator, mask=mask(k)))
         if not parts:
             return torch.empty((0, self.max_len), dtype=torch.long, device=self.device)
         return torch.cat(parts)

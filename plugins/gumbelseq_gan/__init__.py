@@ -44,6 +44,7 @@ from torch.nn import functional as F
 
 from gumbelseq.errors import OptionError
 from gumbelseq.model.backend import Backend, BaseOptions
+from gumbelseq.model.constrained import StepMask
 from gumbelseq.model.gumbel import TAU_MAX, TAU_MIN, gumbel_noise
 from gumbelseq.model.hookspecs import hookimpl
 from gumbelseq.model.lstm import lstm_parameters, sampling_bytes
@@ -141,6 +142,7 @@ _OPTION_NAMES = frozenset(f.name for f in fields(GANOptions))
 
 
 class GANTrainer(BaseTrainer):
+    supports_mask = True
     """Trains G and D of ``gumbel-lstm-gan``. All training randomness comes from ``generator``."""
 
     options: GANOptions
@@ -228,13 +230,13 @@ class GANTrainer(BaseTrainer):
 
     # -- sampling -----------------------------------------------------------------------------
 
-    def draw(self, n: int, tau: float, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, n: int, tau: float, generator: torch.Generator, mask: StepMask | None = None) -> torch.Tensor:
         """Per step the argmax of the relaxed sample at ``tau`` (a Gumbel-max draw from
         softmax(logits)); the relaxed sample is fed back (one-hot when the model was trained
         with ``hard``)."""
         feedback = "hard" if self.options.hard else "soft"
         state = self.G.draw_state(n, generator)
-        return self.G.net.sample(state, self.max_len, tau, generator, feedback=feedback)
+        return self.G.net.sample(state, self.max_len, tau, generator, feedback=feedback, mask=mask)
 
 
 class GumbelLSTMGAN(Backend):

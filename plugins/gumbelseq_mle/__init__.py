@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gumbelseq.model.backend import Backend, BaseOptions
+from gumbelseq.model.constrained import StepMask
 from gumbelseq.model.hookspecs import hookimpl
 from gumbelseq.model.lstm import FeedbackLSTM, lstm_parameters, sampling_bytes
 from gumbelseq.model.suite import ModelSpec
@@ -40,6 +41,7 @@ class MLEOptions(BaseOptions):
 
 
 class MLETrainer(BaseTrainer):
+    supports_mask = True
     """Teacher-forced maximum-likelihood training of a ``FeedbackLSTM``."""
 
     options: MLEOptions
@@ -57,10 +59,10 @@ class MLETrainer(BaseTrainer):
         self.opt.step()
         return {"loss": loss.item()}
 
-    def draw(self, n: int, tau: float, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, n: int, tau: float, generator: torch.Generator, mask: StepMask | None = None) -> torch.Tensor:
         """Ancestral samples from ``softmax(logits / tau)``."""
         zeros = torch.zeros((n, self.options.hidden), device=self.device)
-        return self.net.sample((zeros, zeros), self.max_len, tau, generator, feedback="ancestral")
+        return self.net.sample((zeros, zeros), self.max_len, tau, generator, feedback="ancestral", mask=mask)
 
 
 class MLELSTM(Backend):
