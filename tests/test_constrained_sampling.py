@@ -15,7 +15,7 @@ from lark import Lark
 
 from gumbelseq.lang.constraint import Constraint
 from gumbelseq.lang.grammar import load_grammar
-from gumbelseq.model.constrained import StepMask
+from gumbelseq.model.constrained import MaskTable, StepMask
 from gumbelseq.model.registry import get_backend
 from gumbelseq.model.run import load_run
 from gumbelseq.model.train import start_training
@@ -92,10 +92,10 @@ def test_random_models_never_leave_the_grammar(grammar, hidden, weight_seed, sam
                         options=be.make_options({key: hidden}), device=torch.device("cpu"), seed=weight_seed)
     con = Constraint(g, max_len, vocab.chars)
 
+    table = MaskTable(con, vocab, torch.device("cpu"))
+
     def masks(k):
-        m = StepMask(con, vocab, torch.device("cpu"))
-        m.start(k)
-        return m
+        return StepMask(table, k)
 
     gen = torch.Generator().manual_seed(sample_seed)
     ids = trainer.sample_ids(64, tau, gen, mask=masks)

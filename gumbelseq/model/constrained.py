@@ -8,8 +8,8 @@ where the prefix is a complete valid string, and after it only the pad.
 
 The masks come from ``gumbelseq.lang.constraint.Constraint`` over the run's vocabulary and
 ``max_len``; its states are numbers, and this class keeps, per state, a row of allowed ids and
-a row of next states as tensors, filled the first time a state occurs in a batch (a batch only
-gathers rows; the grammar is consulted once per new state).
+a row of next states as tensors, filled the first time a state occurs in a batch and kept for the
+run (a batch only gathers rows; the grammar is consulted once per new state).
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from .vocab import PAD_ID, Vocabulary
 _DONE = 0  # the state after the pad: only the pad again
 
 
-class StepMask:
-    """Masks for ``n`` sequences sampled together; build one per sampling call."""
+class MaskTable:
+    """Per constraint state, the allowed ids and the next states, as tensors on ``device``.
+
+    Rows are filled the first time a state occurs and kept: one table serves every chunk and
+    every call of a run (``StepMask`` holds only the per-sequence states)."""
 
     def __init__(self, constraint: Constraint, vocab: Vocabulary, device: torch.device) -> None:
         self.constraint = constraint
@@ -31,55 +34,74 @@ class StepMask:
         self.device = device
         self._ids = {c: i + 1 for i, c in enumerate(vocab.chars)}
         size = vocab.size
-        self._allowed = torch.zeros((64, size), dtype=torch.bool, device=device)
-        self._next = torch.zeros((64, size), dtype=torch.long, device=device)
-        self._filled: set[int] = set()
-        self._allowed[_DONE, PAD_ID] = True
-        self._next[_DONE, PAD_ID] = _DONE
-        self._filled.add(_DONE)
-        self.state: torch.Tensor | None = None
+        self.allowed = torch.zeros((64, size), dtype=torch.bool, device=device)
+        self.next = torch.zeros((64, size), dtype=torch.long, device=device)
+        self._filled: set[int] = {_DONE}
+        self.filled = torch.zeros(64, dtype=torch.bool, device=device)
+        self.filled[_DONE] = True
+        self.allowed[_DONE, PAD_ID] = True
+        self.next[_DONE, PAD_ID] = _DONE
 
-    def start(self, n: int) -> None:
-        """Begin ``n`` empty prefixes."""
-        self.state = torch.full((n,), self.constraint.start + 1, dtype=torch.long, device=self.device)
+    @property
+    def start(self) -> int:
+        return self.constraint.start + 1
 
-    def _fill(self, states: torch.Tensor) -> None:
-        for s in torch.unique(states).tolist():
-            if s in self._filled:
-                continue
+    def fill(self, states: torch.Tensor) -> None:
+        """Make sure every state in ``states`` has its rows."""
+        # A max, a gather and an all() per step; the unique() (a sort) only when a state is new.
+        top = int(states.max()) if states.numel() else 0
+        if top >= self.allowed.shape[0]:
+            self._grow(top + 1)
+        elif bool(self.filled[states].all()):
+            return
+        new = [s for s in torch.unique(states).tolist() if s not in self._filled]
+        if not new:
+            return
+        # Rows are built on the CPU and copied once: per-element writes to a GPU tensor are slow.
+        rows_a = torch.zeros((len(new), self.allowed.shape[1]), dtype=torch.bool)
+        rows_n = torch.zeros((len(new), self.allowed.shape[1]), dtype=torch.long)
+        for k, s in enumerate(new):
             sid = s - 1
-            if s >= self._allowed.shape[0]:
-                self._grow(s + 1)
-            allowed = self.constraint.allowed(sid)
-            if not allowed and not self.constraint.can_end(sid):  # pragma: no cover - engine invariant
-                raise AssertionError(f"constraint state {sid} has no continuation")
-            row_a = self._allowed[s]
-            row_n = self._next[s]
-            for c in allowed:
+            for c in self.constraint.allowed(sid):
                 i = self._ids[c]
-                row_a[i] = True
-                row_n[i] = self.constraint.next(sid, c) + 1
+                rows_a[k, i] = True
+                rows_n[k, i] = self.constraint.next(sid, c) + 1
             if self.constraint.can_end(sid):
-                row_a[PAD_ID] = True
-                row_n[PAD_ID] = _DONE
-            self._filled.add(s)
+                rows_a[k, PAD_ID] = True
+                rows_n[k, PAD_ID] = _DONE
+            if not rows_a[k].any():  # pragma: no cover - the engine never builds such a state
+                raise AssertionError(f"constraint state {sid} has no continuation")
+        index = torch.tensor(new, dtype=torch.long)
+        self.allowed[index.to(self.device)] = rows_a.to(self.device)
+        self.next[index.to(self.device)] = rows_n.to(self.device)
+        self._filled.update(new)
+        self.filled[index.to(self.device)] = True
 
     def _grow(self, needed: int) -> None:
-        cap = self._allowed.shape[0]
+        cap = self.allowed.shape[0]
         while cap < needed:
             cap *= 2
-        size = self._allowed.shape[1]
+        size = self.allowed.shape[1]
         allowed = torch.zeros((cap, size), dtype=torch.bool, device=self.device)
         nxt = torch.zeros((cap, size), dtype=torch.long, device=self.device)
-        allowed[: self._allowed.shape[0]] = self._allowed
-        nxt[: self._next.shape[0]] = self._next
-        self._allowed, self._next = allowed, nxt
+        filled = torch.zeros(cap, dtype=torch.bool, device=self.device)
+        allowed[: self.allowed.shape[0]] = self.allowed
+        nxt[: self.next.shape[0]] = self.next
+        filled[: self.filled.shape[0]] = self.filled
+        self.allowed, self.next, self.filled = allowed, nxt, filled
+
+
+class StepMask:
+    """The masks of ``n`` sequences sampled together, over a shared ``MaskTable``."""
+
+    def __init__(self, table: MaskTable, n: int) -> None:
+        self.table = table
+        self.state = torch.full((n,), table.start, dtype=torch.long, device=table.device)
 
     def allowed(self) -> torch.Tensor:
         """``[n, V]``: which ids each sequence may take next."""
-        assert self.state is not None, "call start(n) first"
-        self._fill(self.state)
-        return self._allowed[self.state]
+        self.table.fill(self.state)
+        return self.table.allowed[self.state]
 
     def apply(self, scores: torch.Tensor) -> torch.Tensor:
         """Set disallowed entries of ``scores`` (``[V, n]``) to ``-inf``, in place."""
@@ -88,5 +110,4 @@ class StepMask:
 
     def advance(self, ids: torch.Tensor) -> None:
         """Move every sequence past its chosen id (``[n]``; each must have been allowed)."""
-        assert self.state is not None, "call start(n) first"
-        self.state = self._next[self.state, ids]
+        self.state = self.table.next[self.state, ids]

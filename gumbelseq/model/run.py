@@ -12,7 +12,7 @@ from ..errors import RunError
 from ..lang.constraint import Constraint
 from ..lang.grammar import load_grammar
 from . import rundir
-from .constrained import StepMask
+from .constrained import MaskTable, StepMask
 from .backend import Backend, Trainer
 from .gumbel import check_tau
 from .memory import OutOfMemory, is_oom
@@ -34,6 +34,7 @@ class Run:
     device: torch.device
     iteration: int
     _constraint: Constraint | None = field(default=None, repr=False)
+    _mask_table: MaskTable | None = field(default=None, repr=False)
 
     def sample_iter(
         self, n: int, *, tau: float = 1.0, seed: int = 0, constrained: bool = False
@@ -49,8 +50,8 @@ class Run:
         tau = check_tau(tau)
         masks = None
         if constrained:
-            con = self.constraint()
-            masks = lambda k: self._started_mask(con, k)  # noqa: E731
+            table = self.mask_table()
+            masks = lambda k: StepMask(table, k)  # noqa: E731
         gen = torch.Generator(device=self.device)
         gen.manual_seed(check_seed(seed))
         return self._chunks(n, tau, gen, masks)
@@ -70,10 +71,11 @@ class Run:
             self._constraint = Constraint(grammar, self.config.max_len, self.vocab.chars)
         return self._constraint
 
-    def _started_mask(self, con: Constraint, k: int) -> StepMask:
-        mask = StepMask(con, self.vocab, self.device)
-        mask.start(k)
-        return mask
+    def mask_table(self) -> MaskTable:
+        """The run's masks as tensors on its device (built once, grown as states occur)."""
+        if self._mask_table is None:
+            self._mask_table = MaskTable(self.constraint(), self.vocab, self.device)
+        return self._mask_table
 
     def _chunks(self, n: int, tau: float, gen: torch.Generator, masks) -> Iterator[list[str]]:  # noqa: ANN001
         done = 0
