@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InputFileError
 from ..lang.constraint import Constraint
 from .vocab import PAD_ID, Vocabulary
 
@@ -89,6 +90,29 @@ class MaskTable:
         nxt[: self.next.shape[0]] = self.next
         filled[: self.filled.shape[0]] = self.filled
         self.allowed, self.next, self.filled = allowed, nxt, filled
+
+
+    def states_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """For rows of ids ``[N, T]`` (padded strings), the state before each position
+        ``[N, T]``; a row the grammar does not allow is a one-line error naming it."""
+        n, steps = ids.shape
+        out = torch.empty((n, steps), dtype=torch.long, device=self.device)
+        state = torch.full((n,), self.start, dtype=torch.long, device=self.device)
+        for t in range(steps):
+            self.fill(state)
+            out[:, t] = state
+            col = ids[:, t]
+            ok = self.allowed[state, col]
+            if not bool(ok.all()):
+                row = int((~ok).nonzero()[0, 0])
+                what = "ends" if int(col[row]) == PAD_ID else f"has {self.vocab.chars[int(col[row]) - 1]!r}"
+                raise InputFileError(
+                    f"training data line {row + 1}: the string {what} at column {t + 1}, where the"
+                    " grammar allows no such thing within the length bound, so it cannot be"
+                    " trained with grammar masks"
+                )
+            state = self.next[state, col]
+        return out
 
 
 class StepMask:

@@ -52,7 +52,7 @@ class _RelaxedLoop(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h0, c0, bias_noise, w, b, w_o, hard: bool):  # type: ignore[override]
+    def forward(ctx, h0, c0, bias_noise, w, b, w_o, hard: bool, mask=None):  # type: ignore[override]
         steps, vocab, batch = bias_noise.shape
         hs = w_o.shape[1]
         opts = dict(dtype=w.dtype, device=w.device)
@@ -76,6 +76,10 @@ class _RelaxedLoop(torch.autograd.Function):
             torch.mul(f, cs[t], out=cs[t + 1]).addcmul_(i, gt)
             h = torch.mul(o, torch.tanh(cs[t + 1], out=ks[t]), out=hs_[t + 1])
             scores = torch.addmm(noises[t], w_o, h)
+            if mask is not None:
+                # -inf before the softmax: masked entries get p = 0, so the backward below
+                # (which only reads p) gives them no gradient either.
+                mask.apply(scores)
             p = torch.softmax(scores, dim=0)
             if hard:
                 soft[t].copy_(p)  # type: ignore[index]
@@ -83,6 +87,10 @@ class _RelaxedLoop(torch.autograd.Function):
                 ys[t + 1].zero_().scatter_(0, idx, 1.0)
             else:
                 ys[t + 1].copy_(p)
+                if mask is not None:
+                    idx = scores.max(dim=0, keepdim=True).indices
+            if mask is not None:
+                mask.advance(idx[0])
         ctx.hard = hard
         ctx.save_for_backward(x, act, g, c, k, soft if hard else x, w, w_o)
         return x[1:, :vocab].transpose(1, 2).contiguous()
@@ -136,6 +144,7 @@ class _RelaxedLoop(torch.autograd.Function):
             db,
             dw_o,
             None,
+            None,
         )
 
 
@@ -171,8 +180,13 @@ class FeedbackLSTM(nn.Module):
         tau: float,
         *,
         hard: bool = False,
+        mask: StepMask | None = None,
     ) -> torch.Tensor:
         """Free-running relaxed samples ``y_t = softmax((logits_t + g_t) / tau)``: ``[T, B, V]``.
+
+        ``mask`` (a started ``StepMask``): at every step the ids the grammar does not allow get
+        ``-inf`` before the softmax, so relaxed and straight-through samples stay inside the
+        grammar; the mask follows the argmax id of each step.
 
         ``noise`` is the Gumbel noise of all steps, ``[T, B, V]`` (a ``[T, V, B]`` tensor viewed
         through ``.transpose(1, 2)`` avoids a copy). ``y_t`` is fed back as the input of step
@@ -193,6 +207,7 @@ class FeedbackLSTM(nn.Module):
             b,
             w_o,
             bool(hard),
+            mask,
         )
 
     def relaxed_reference(
@@ -312,11 +327,17 @@ class FeedbackLSTM(nn.Module):
         return self.head(out)
 
     def mle_loss(
-        self, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        ids: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        allowed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean teacher-forced cross-entropy over every position, pads included (so the length
-        distribution is learned too)."""
+        distribution is learned too). ``allowed`` ``[B, T, V]``: a masked softmax, over the ids
+        the grammar allows at each position (the others get logit ``-inf``)."""
         logits = self.teacher_forced_logits(ids, state)
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed.transpose(0, 1), float("-inf"))
         return F.cross_entropy(logits.reshape(-1, self.vocab_size), ids.t().reshape(-1))
 
 

@@ -18,7 +18,7 @@ from .gumbel import check_tau
 from .memory import OutOfMemory, is_oom
 from .registry import get_backend
 from .rundir import TrainConfig, check_seed
-from .train import build_trainer, load_trainer_state, resolve_device
+from .train import build_trainer, load_trainer_state, masked_training, resolve_device
 from .vocab import Vocabulary
 
 CHUNK = 65536
@@ -49,7 +49,7 @@ class Run:
             raise ValueError(f"n must be an integer >= 0, got {n!r}")
         tau = check_tau(tau)
         masks = None
-        if constrained:
+        if constrained or masked_training(self.trainer.options):  # a masked model only makes sense masked
             table = self.mask_table()
             masks = lambda k: StepMask(table, k)  # noqa: E731
         gen = torch.Generator(device=self.device)

@@ -21,13 +21,15 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..errors import GumbelseqError, RunError, first_line
+from ..errors import GumbelseqError, OptionError, RunError, first_line
 from ..inputs import read_lines
+from ..lang.constraint import Constraint
 from ..lang.dataset import draw_dataset
 from ..lang.grammar import Grammar, load_grammar
 from ..outputs import write_lines, write_text_atomic
 from . import rundir
 from .backend import Backend, Trainer
+from .constrained import MaskTable, StepMask
 from .memory import OutOfMemory, check_fits, is_oom
 from .options import options_to_dict
 from .registry import get_registry
@@ -159,6 +161,8 @@ def start_training(
         elif longest > max_len:
             raise GumbelseqError(f"{data_source}: a string has length {longest}, more than --max-len {max_len}")
     vocab = Vocabulary.from_strings(data)
+    if masked_training(resolved):
+        _check_masked_training(be, g, vocab, max_len)  # before anything is written
     estimate = be.memory_estimate(resolved, vocab_size=vocab.size, max_len=max_len)
     if estimate is not None:
         estimate += 8 * len(data) * max_len  # the encoded training set
@@ -223,14 +227,23 @@ def resume_training(
     return result
 
 
+def masked_training(options: Any) -> bool:
+    """Whether ``options`` ask for training with grammar masks (``-o mask=grammar``)."""
+    return getattr(options, "mask", "none") == "grammar"
+
+
+def _check_masked_training(backend: Backend, grammar: Grammar, vocab: Vocabulary, max_len: int) -> None:
+    if not getattr(backend.trainer_class, "supports_masked_training", False):
+        raise OptionError(f"option mask=grammar: backend {backend.name} does not train with grammar masks")
+    Constraint(grammar, max_len, vocab.chars)  # a grammar the masks cannot serve: one line
+
+
 def build_trainer(
     backend: Backend, cfg: TrainConfig, device: torch.device, data: torch.Tensor,
     plugins_dir: str | Path | None = None,
 ) -> Trainer:
     """The backend's trainer for ``cfg``. Weight initialisation must not touch the caller's
     global random generators (``BaseTrainer`` forks them)."""
-    from ..errors import OptionError
-
     try:
         options = backend.make_options(cfg.options)
     except OptionError as e:
@@ -306,6 +319,9 @@ def _train_locked(
     data_path = run_dir / DATA
     data = vocab.encode(read_data(data_path), cfg.max_len, source=str(data_path)).to(dev)
     trainer = build_trainer(backend, cfg, dev, data, plugins_dir)
+    if masked_training(trainer.options):
+        _check_masked_training(backend, grammar, vocab, cfg.max_len)
+        trainer.use_grammar_masks(MaskTable(Constraint(grammar, cfg.max_len, vocab.chars), vocab, dev))
     total = trainer.options.iterations
     eval_gen = torch.Generator(device=dev)
     eval_gen.manual_seed(cfg.seed + 1)
@@ -355,7 +371,7 @@ def _train_locked(
                     break
             stopped = iteration < total
             if not stopped and cfg.final_samples and (iteration > start or not (run_dir / SAMPLES).exists()):
-                ids = trainer.sample_ids(cfg.final_samples, 1.0, eval_gen)
+                ids = _sample_ids(trainer, cfg.final_samples, eval_gen)
                 write_lines(run_dir / SAMPLES, vocab.decode(ids))
     except Exception as e:
         if is_oom(e):
@@ -369,10 +385,18 @@ def _train_locked(
     return TrainResult(run_dir, iteration, stopped, trainer)
 
 
+def _sample_ids(trainer: Trainer, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Samples at tau 1 as the run will give them: masked when it trains with grammar masks."""
+    table = getattr(trainer, "masks", None)
+    if table is None:
+        return trainer.sample_ids(n, 1.0, gen)
+    return trainer.sample_ids(n, 1.0, gen, mask=lambda k: StepMask(table, k))
+
+
 def _evaluate(
     trainer: Trainer, vocab: Vocabulary, grammar: Grammar, n: int, gen: torch.Generator
 ) -> dict[str, float]:
-    samples = vocab.decode(trainer.sample_ids(n, 1.0, gen))
+    samples = vocab.decode(_sample_ids(trainer, n, gen))
     valid = sum(1 for s in samples if grammar.is_valid(s))
     return {"validity": valid / n, "unique": len(set(samples)) / n}
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from .backend import BaseOptions, Trainer
-from .constrained import StepMask
+from .constrained import MaskTable, StepMask
 from .gumbel import check_tau
 from .seed import init_seed, restore_generator
 
@@ -28,6 +28,12 @@ class BaseTrainer(Trainer):
     #: Rows per chunk in ``sample_ids``: big enough to amortise per-op overhead, small enough
     #: for the per-step tensors to stay in cache.
     sample_chunk: int = 16384
+    #: True when ``train_step`` honours grammar masks (``-o mask=grammar``): the core then calls
+    #: ``use_grammar_masks`` before training, and the backend trains through ``masks`` and
+    #: ``minibatch_masked`` (see the built-ins).
+    supports_masked_training: ClassVar[bool] = False
+    #: Set by ``use_grammar_masks``; None when training without masks.
+    masks: MaskTable | None = None
 
     def __init__(
         self,
@@ -71,10 +77,25 @@ class BaseTrainer(Trainer):
 
     def minibatch(self, n: int) -> torch.Tensor:
         """``n`` training rows ``[n, max_len]``, uniformly with replacement, from the training stream."""
+        return self.data[self._minibatch_index(n)]
+
+    def minibatch_masked(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``minibatch(n)`` (the same draw) and, per row and position, the ids the grammar
+        allows there ``[n, max_len, V]`` (after ``use_grammar_masks``)."""
+        assert self.masks is not None, "use_grammar_masks was not called"
+        idx = self._minibatch_index(n)
+        return self.data[idx], self.masks.allowed[self._row_states[idx]]
+
+    def _minibatch_index(self, n: int) -> torch.Tensor:
         if self.data.shape[0] == 0:
             raise RuntimeError("this trainer has no training data (it was created for sampling)")
-        idx = torch.randint(self.data.shape[0], (n,), generator=self.generator, device=self.device)
-        return self.data[idx]
+        return torch.randint(self.data.shape[0], (n,), generator=self.generator, device=self.device)
+
+    def use_grammar_masks(self, table: MaskTable) -> None:
+        """Train with the grammar's masks: keep ``table`` and the mask state of every position
+        of every training row (a row the grammar does not allow is a one-line error)."""
+        self.masks = table
+        self._row_states = table.states_of(self.data)
 
     def step(self, iteration: int) -> dict[str, float]:
         metrics = self.train_step(iteration)

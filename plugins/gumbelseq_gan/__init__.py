@@ -128,6 +128,10 @@ class GANOptions(BaseOptions):
     beta2: float = field(default=0.999, metadata=_BETA)
     #: Probability the instance-noised real vector puts on the true character (1: clean one-hots).
     real_peak: float = field(default=0.9, metadata={"gt": 0, "max": 1})
+    #: ``grammar``: disallowed characters get ``-inf`` logits before the Gumbel-softmax inside
+    #: G's feedback loop (and in its MLE pre-training loss), so its relaxed and straight-through
+    #: samples never leave the grammar; samples are then always constrained.
+    mask: str = field(default="none", metadata={"choices": ("none", "grammar")})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -143,6 +147,7 @@ _OPTION_NAMES = frozenset(f.name for f in fields(GANOptions))
 
 class GANTrainer(BaseTrainer):
     supports_mask = True
+    supports_masked_training = True
     """Trains G and D of ``gumbel-lstm-gan``. All training randomness comes from ``generator``."""
 
     options: GANOptions
@@ -177,7 +182,10 @@ class GANTrainer(BaseTrainer):
         b_real, b_fake = o.batch_size, o.gen_batch
         for j in range(o.d_steps):
             last = j == o.d_steps - 1
-            real_ids = self.minibatch(b_real)
+            if self.masks is None:
+                real_ids, allowed = self.minibatch(b_real), None
+            else:
+                real_ids, allowed = self.minibatch_masked(b_real)
             # All Gumbel noise of this D step (real and generated vectors, every step) in one
             # call, drawn [T, V, B] (the generator's internal layout) and viewed as [T, B, V].
             noise = gumbel_noise(
@@ -185,7 +193,8 @@ class GANTrainer(BaseTrainer):
             ).transpose(1, 2)
             state = self.G.draw_state(b_fake, gen)
             with torch.set_grad_enabled(last and not pretrain):
-                fake = self.G(state, noise[:, b_real:], tau_g, o.hard)
+                mask = None if self.masks is None else StepMask(self.masks, b_fake)
+                fake = self.G(state, noise[:, b_real:], tau_g, o.hard, mask)
             real = real_vectors(real_ids, self._real_table, noise[:, :b_real], tau_real, o.hard)
             # One D pass over real and fake together.
             logits = self.D(torch.cat([real, fake.detach()], dim=1))
@@ -202,7 +211,7 @@ class GANTrainer(BaseTrainer):
             else:
                 g_loss = F.softplus(-fake_logits).mean()  # -log D
         if pretrain:
-            mle = self.G.net.mle_loss(real_ids, self.G.draw_state(b_real, gen))
+            mle = self.G.net.mle_loss(real_ids, self.G.draw_state(b_real, gen), allowed)
             objective = mle
         else:
             mle = torch.full((), math.nan, device=self.device)

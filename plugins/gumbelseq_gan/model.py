@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from gumbelseq.model.gumbel import gumbel_softmax, uniform
+from gumbelseq.model.constrained import StepMask
 from gumbelseq.model.lstm import FeedbackLSTM
 
 __all__ = [
@@ -60,9 +61,11 @@ class Generator(nn.Module):
         noise: torch.Tensor,
         tau: float,
         hard: bool = False,
+        mask: StepMask | None = None,
     ) -> torch.Tensor:
-        """Relaxed samples ``[T, B, V]`` from ``state`` and Gumbel ``noise [T, B, V]``."""
-        return self.net.relaxed(state, noise, tau, hard=hard)
+        """Relaxed samples ``[T, B, V]`` from ``state`` and Gumbel ``noise [T, B, V]``, kept
+        inside the grammar by ``mask`` when given."""
+        return self.net.relaxed(state, noise, tau, hard=hard, mask=mask)
 
 
 class Discriminator(nn.Module):

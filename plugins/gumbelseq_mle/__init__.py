@@ -38,11 +38,16 @@ class MLEOptions(BaseOptions):
     lr: float = field(default=1e-3, metadata={"gt": 0})
     beta1: float = field(default=0.9, metadata=_BETA)
     beta2: float = field(default=0.999, metadata=_BETA)
+    #: ``grammar``: a masked softmax in the loss, over the characters the grammar allows at each
+    #: position (and samples are then always constrained).
+    mask: str = field(default="none", metadata={"choices": ("none", "grammar")})
 
 
 class MLETrainer(BaseTrainer):
-    supports_mask = True
     """Teacher-forced maximum-likelihood training of a ``FeedbackLSTM``."""
+
+    supports_mask = True
+    supports_masked_training = True
 
     options: MLEOptions
     checkpointed = ("net", "opt")
@@ -53,7 +58,11 @@ class MLETrainer(BaseTrainer):
         self.opt = torch.optim.Adam(self.net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), fused=True)
 
     def train_step(self, iteration: int) -> dict[str, float]:
-        loss = self.net.mle_loss(self.minibatch(self.options.batch_size))
+        if self.masks is None:
+            loss = self.net.mle_loss(self.minibatch(self.options.batch_size))
+        else:
+            ids, allowed = self.minibatch_masked(self.options.batch_size)
+            loss = self.net.mle_loss(ids, allowed=allowed)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
