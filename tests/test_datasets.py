@@ -3,6 +3,7 @@
 No test here uses the network: a fake wheel (a zip with the same inner paths) stands in for the
 real one, and the download path is checked with pip pointed at no index at all."""
 
+import dataclasses
 import gzip
 import json
 import os
@@ -66,8 +67,27 @@ def test_a_complete_cache_is_left_alone(wheel, monkeypatch):
         raise AssertionError("a complete cache must not be fetched again")
 
     monkeypatch.setattr(datasets, "_download", no_download)
+    assert fetch_dataset("moses", wheel=wheel) == folder
+    # The published wheel's cache is left alone by a plain fetch (here the test wheel plays it).
+    spec = datasets.get_dataset("moses")
+    monkeypatch.setitem(datasets.DATASETS, "moses", dataclasses.replace(spec, sha256=datasets._sha256(Path(wheel))))
     assert fetch_dataset("moses") == folder
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()} == before
+
+
+def test_a_cache_read_from_another_wheel_is_not_what_a_plain_fetch_promises(wheel, monkeypatch):
+    fetch_dataset("moses", wheel=wheel)  # not the published wheel: its sha256 differs
+    assert json.loads((dataset_dir("moses") / "manifest.json").read_text())["wheel_sha256"] == datasets._sha256(Path(wheel))
+
+    class Downloaded(Exception):
+        pass
+
+    def download(*a, **k):
+        raise Downloaded
+
+    monkeypatch.setattr(datasets, "_download", download)
+    with pytest.raises(Downloaded):
+        fetch_dataset("moses")
 
 
 def test_half_written_caches_never_look_complete(wheel):
@@ -199,7 +219,7 @@ def test_cli_fetch_prints_the_path_and_list_reports_it(wheel):
     r = runner.invoke(main, ["datasets", "fetch", "moses", "--wheel", str(wheel)])
     assert r.exit_code == 0, r.output
     assert r.stdout == f"{dataset_dir('moses')}\n"
-    r = runner.invoke(main, ["datasets", "fetch", "moses"])  # complete: no pip, same path
+    r = runner.invoke(main, ["datasets", "fetch", "moses", "--wheel", str(wheel)])  # complete: same path
     assert r.exit_code == 0 and r.stdout == f"{dataset_dir('moses')}\n"
     (entry,) = json.loads(runner.invoke(main, ["datasets", "list", "--json"]).stdout)
     assert entry == {**entry, "present": True, "lines": {"train.txt": 4, "test.txt": 2}, "path": str(dataset_dir("moses"))}

@@ -162,7 +162,7 @@ def test_cli_score_column_and_errors(tmp_path):
     assert r.exit_code == 1 and r.output.startswith("Error: ") and r.output.count("\n") == 1
     plain = _write(tmp_path / "s.txt", "x\n")
     r = runner.invoke(main, ["score", str(plain), "--column", "b"])
-    assert r.exit_code == 2 and "--column applies to .csv inputs" in r.output
+    assert r.exit_code == 1 and r.output.startswith("Error: --column applies to .csv inputs") and len(r.output.strip().splitlines()) == 1
 
 
 def test_cli_bad_rows_are_one_line_without_traceback(tmp_path):

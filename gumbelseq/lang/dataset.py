@@ -55,6 +55,11 @@ def draw_dataset(
                     " file cannot hold"
                 ) from None
             raise
+    if on_notice is not None and grammar.algorithm != "lalr" and mode == "uniform":
+        on_notice(
+            f"{grammar.path}: the grammar is ambiguous (Earley), so uniform is over derivations:"
+            " a string with several parses is drawn as often as it has parses"
+        )
     if on_notice is not None and sampler.drawn > sampler.kept:
         on_notice(
             f"{sampler.drawn - sampler.kept} of {sampler.drawn} draws were read differently by"

@@ -32,7 +32,14 @@ in one-to-one correspondence.
 
 from __future__ import annotations
 
+import re
+
 import interegular
+
+try:  # Python >= 3.11
+    import re._parser as _sre_parse
+except ImportError:  # pragma: no cover
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
 
 from ..errors import GumbelseqError
 from .first_token import FirstToken
@@ -79,6 +86,12 @@ def _analyse(grammar: Grammar) -> str | None:
     for term in parser.terminals:
         if term.name not in used:
             continue
+        wide = _unicode_construct(term.pattern.to_regexp(), term.pattern.flags)
+        if wide is not None:
+            return (
+                f"terminal {term.name} uses {wide}, which Lark (Python's re) matches for Unicode"
+                " characters too, while counts are over ASCII"
+            )
         try:
             fsm = interegular.parse_pattern(term.pattern.to_regexp()).to_fsm()
             size = len(fsm)
@@ -131,6 +144,43 @@ def _analyse(grammar: Grammar) -> str | None:
                     )
     grammar._analysis["terminal_strings"] = strings
     return None
+
+
+def _unicode_construct(pattern: str, flags) -> str | None:
+    """The first construct of ``pattern`` whose matches under Python's re reach past ASCII
+    (``\\d``, ``\\w``, ``\\s``, ``.``, a negated class or character), unless the ASCII flag is on;
+    None if there is none."""
+    try:
+        parsed = _sre_parse.parse(pattern)
+    except Exception:  # noqa: BLE001 - Lark compiled it; an odd pattern is not exact
+        return "a construct this analysis does not read"
+    state = getattr(parsed, "state", None)
+    if getattr(state, "flags", 0) & re.ASCII or "a" in tuple(flags or ()):
+        return None
+    names = {"CATEGORY": None, "ANY": ".", "NOT_LITERAL": "a negated character", "NEGATE": "a negated class"}
+    found: list[str] = []
+
+    def walk(items) -> None:  # noqa: ANN001
+        for op, av in items:
+            name = str(op)
+            if name == "CATEGORY":
+                found.append({"CATEGORY_DIGIT": r"\d", "CATEGORY_WORD": r"\w", "CATEGORY_SPACE": r"\s"}.get(str(av), r"\D, \W or \S"))
+            elif name in names and names[name]:
+                found.append(names[name])
+            elif name == "IN":
+                walk(av)
+            elif name in ("SUBPATTERN",):
+                walk(av[-1])
+            elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+                walk(av[2])
+            elif name == "BRANCH":
+                for branch in av[1]:
+                    walk(branch)
+            elif name in ("ATOMIC_GROUP", "ASSERT", "ASSERT_NOT"):
+                walk(av[-1])
+
+    walk(parsed)
+    return found[0] if found else None
 
 
 def _follow_terminals(grammar: Grammar) -> dict[str, set[str]]:

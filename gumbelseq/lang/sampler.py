@@ -29,6 +29,8 @@ from __future__ import annotations
 import random
 from typing import Callable
 
+from lark.lexer import PatternStr
+
 from ..errors import UnsupportedGrammarError
 from .first_token import FirstToken
 from .language import Language, Token
@@ -36,9 +38,14 @@ from .regex import RegexLanguage
 
 IGNORE_MODES = ("none", "minimal", "random")
 
-#: Draws in a row that Lark reads differently before giving up on the grammar: past this the
-#: language the sampler would need is too thin a slice of the derivations it draws from.
-MAX_REJECTIONS = 2000
+#: When to give up on a grammar: after at least ``MIN_DRAWS_BEFORE_GIVING_UP`` draws (over the
+#: whole call) of which fewer than ``MIN_ACCEPTANCE`` were kept, or ``MAX_REJECTIONS`` draws in a
+#: row for one string. Both are far past what a grammar that can be sampled ever needs (at 0.2%
+#: acceptance, the chance of 100,000 misses in a row is e^-200), so a seed or ``-n`` never decides
+#: whether a grammar can be drawn from.
+MAX_REJECTIONS = 100_000
+MIN_DRAWS_BEFORE_GIVING_UP = 20_000
+MIN_ACCEPTANCE = 1e-4
 
 #: Longest ignorable text ``random`` inserts at one boundary.
 RANDOM_IGNORE_MAX = 3
@@ -73,6 +80,8 @@ class Sampler:
     def draw(self, rng: random.Random) -> str:
         """One valid string of length <= ``max_len``."""
         for _ in range(MAX_REJECTIONS):
+            if self.drawn >= MIN_DRAWS_BEFORE_GIVING_UP and self.kept < MIN_ACCEPTANCE * self.drawn:
+                break
             tokens = self._derive(rng)
             self.drawn += 1
             text = self._write(tokens, rng)
@@ -83,10 +92,10 @@ class Sampler:
                 return text
         g = self.language.grammar
         raise UnsupportedGrammarError(
-            f"{g.path}: {MAX_REJECTIONS} draws in a row were not read back by Lark as the tokens"
-            f" they were made of (with --ignore {self.ignore}, --max-len {self.language.max_len});"
-            " the grammar's tokens merge too often"
-            + (" (try --ignore minimal)" if self.ignore == "none" and self._has_ignore() else "")
+            f"{g.path}: {self.kept} of {self.drawn} draws were read back by Lark as the tokens they"
+            f" were made of (ignore={self.ignore}, max_len={self.language.max_len}); the grammar's"
+            " tokens merge too often to draw from it this way"
+            + (" (ignore=minimal separates them)" if self.ignore == "none" and self._has_ignore() else "")
         )
 
     def _has_ignore(self) -> bool:
@@ -166,9 +175,19 @@ def _ignorable_texts(parser, max_len: int) -> list[str]:
                     break
             found |= {s for s in seen if "\n" not in s and "\r" not in s}
     reader = FirstToken(parser)
-    kept = []
+    alone = []
     for s in sorted(found):
         read = reader.read(s)
         if read is not None and read[0] in parser.ignore_tokens and read[1] == s:
+            alone.append(s)
+    # A separator must stay itself when a token follows: a comment opener ("#") read alone is
+    # ignorable, but before a token it swallows the rest of the line. Probe with characters
+    # that start tokens (the first characters of literal terminals, and a letter, a digit, _).
+    probes = {t.pattern.value[0] for t in parser.terminals if isinstance(t.pattern, PatternStr) and t.pattern.value}
+    probes |= {"a", "A", "0", "_"}
+    probes -= {c for c in probes if c in alone}
+    kept = []
+    for s in alone:
+        if all((reader.read(s + c) or ("", ""))[1] == s for c in sorted(probes)):
             kept.append(s)
     return kept
