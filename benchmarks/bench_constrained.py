@@ -12,7 +12,9 @@ in the same process:
   tried with Lark's interactive parser (``parse_interactive``, ``exhaust_lexer``, ``accepts()``),
   and one of the allowed ones (or the end, when ``$END`` is accepted) is taken at random; no
   model, no length budget, so it does strictly less than the masks do.
-Prints figures; asserts that constrained samples are valid, nothing about time.
+Then training: the GAN's default (`paper`) and the MLE LSTM, each with and without
+`-o mask=grammar`, iterations per second. Prints figures; asserts that constrained samples are
+valid, nothing about time.
 
     python benchmarks/bench_constrained.py [--n 100000] [--reference-n 300]
 """
@@ -30,7 +32,7 @@ from lark.exceptions import UnexpectedInput
 
 from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.model.run import load_run
-from gumbelseq.model.train import start_training
+from gumbelseq.model.train import Callback, start_training
 
 
 def lark_loop(parser: Lark, chars: list[str], max_len: int, n: int, seed: int) -> list[str]:
@@ -70,6 +72,7 @@ def main() -> None:
     ap.add_argument("--reference-n", type=int, default=300)
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--backend", default="gumbel-lstm-gan")
+    ap.add_argument("--train-iterations", type=int, default=600)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -96,6 +99,23 @@ def main() -> None:
         ref = lark_loop(parser, list(run.vocab.chars), 12, args.reference_n, seed=3)
         ref_s = time.perf_counter() - t
 
+    # Masked training: the same runs with and without -o mask=grammar, iterations per second
+    # (after the first 20, which include building the masks' states).
+    train_rates = {}
+    for backend in ("gumbel-lstm-gan", "mle-lstm"):
+        for mask in ("none", "grammar"):
+            with tempfile.TemporaryDirectory() as tmp:
+                marks: list[float] = []
+
+                class Clock(Callback):
+                    def on_step(self, iteration, metrics):  # noqa: ANN001
+                        marks.append(time.perf_counter())
+
+                start_training(grammar="arith", backend=backend, out_dir=Path(tmp) / "r",
+                               options={"iterations": args.train_iterations, "mask": mask}, seed=0, device="cpu",
+                               eval_every=0, final_samples=0, callbacks=[Clock()])
+                train_rates[(backend, mask)] = (len(marks) - 21) / (marks[-1] - marks[20])
+
     rate = lambda k, s: k / s  # noqa: E731
     print(f"{'':34} {'strings/s':>12} {'valid':>7}")
     print(f"{'unconstrained':34} {rate(args.n, free_s):12,.0f} {100 * free_valid:6.1f}%")
@@ -105,6 +125,10 @@ def main() -> None:
     print(f"constrained / unconstrained time: {held_s / free_s:.2f}x;"
           f" constrained vs Lark loop: {rate(args.n, held_s) / rate(len(ref), ref_s):,.0f}x;"
           f" mask states: {run.constraint().states}")
+    for backend in ("gumbel-lstm-gan", "mle-lstm"):
+        plain, masked = train_rates[(backend, "none")], train_rates[(backend, "grammar")]
+        print(f"training {backend} (arith, defaults): {plain:,.0f} it/s, with mask=grammar {masked:,.0f} it/s"
+              f" ({plain / masked:.2f}x the time)")
 
 
 if __name__ == "__main__":
