@@ -467,7 +467,7 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
 @seed_option
 @click.option("--quick", is_flag=True, help="The same pipeline with tiny budgets (a smoke test, not the paper's numbers).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--only", multiple=True, help="Train only these models (mle, gan-a, gan-b, gan-c, gan-d, gan-best); repeatable.")
+@click.option("--only", multiple=True, help="Only these rows (their keys: see report.json or the README; rows that sample another row's run need it trained); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
 @domain_errors
 def reproduce_cmd(out_dir: str, seed: int, quick: bool, device: str, only: tuple[str, ...], as_json: bool) -> None:

@@ -319,9 +319,11 @@ def test_progress_shows_the_metrics_the_backend_declares(tiny) -> None:
 def test_reproduce_runs_the_rows_the_backends_declare_in_their_order(plugins_dir) -> None:
     builtin = [(m.key, m.backend) for m in paper_models()]
     gan = [(k, "gumbel-lstm-gan") for k in ("gan-a", "gan-b", "gan-c", "gan-d", "gan-best")]
-    assert builtin == [("mle", "mle-lstm"), *gan, ("seqgan", "seqgan")]
+    masks = [("mle-constrained", "mle-lstm"), ("gan-a-constrained", "gumbel-lstm-gan"), ("gan-best-constrained", "gumbel-lstm-gan"),
+             ("mle-masked", "mle-lstm"), ("gan-a-masked", "gumbel-lstm-gan"), ("gan-best-masked", "gumbel-lstm-gan")]
+    assert builtin == [("mle", "mle-lstm"), *gan, ("seqgan", "seqgan"), *masks]
     with_tiny = paper_models(plugins_dir)
-    assert [m.key for m in with_tiny] == ["mle", "tiny", "gan-a", "gan-b", "gan-c", "gan-d", "gan-best", "seqgan"]
+    assert [m.key for m in with_tiny] == ["mle", "tiny", "gan-a", "gan-b", "gan-c", "gan-d", "gan-best", "seqgan", *(k for k, _ in masks)]
     tiny = with_tiny[1]
     assert tiny.backend == "tiny-test"
     assert _expected_options(tiny, quick=False) == {"lr": 0.1}

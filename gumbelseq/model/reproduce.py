@@ -100,7 +100,10 @@ class Reproduction:
         return d
 
 
-def _command(spec: ModelSpec, seed: int, quick: bool) -> str:
+def _command(spec: ModelSpec, seed: int, quick: bool, n_samples: int = 10_000) -> str:
+    if spec.sample_of:
+        flag = " --constrained" if spec.constrained else ""
+        return f"gumbelseq sample --run runs/{spec.sample_of}{flag} -n {n_samples} --seed {seed}"
     options = _expected_options(spec, quick)
     flags = ("iterations", "batch_size") if quick else ()
     opts = " ".join(f"-o {k}={v}" for k, v in options.items() if k not in flags)
@@ -207,6 +210,38 @@ def run_model(
                            run.config.options, run.iteration, done["train_seconds"], rep, samples)
 
 
+def sample_model(
+    spec: ModelSpec,
+    out: Path,
+    train_set: Sequence[str],
+    grammar: Grammar,
+    *,
+    seed: int = 0,
+    n_samples: int = 10_000,
+    quick: bool = False,
+    device: str = "cpu",
+    on_message: Callable[[str], None] | None = None,
+) -> Row:
+    """A row that trains nothing: ``n_samples`` from the finished run of row ``spec.sample_of``,
+    constrained if the row says so, scored like the others (its samples go to
+    ``constrained/<key>.txt`` in the reproduction folder)."""
+    say = on_message or (lambda _m: None)
+    source = out / "runs" / spec.sample_of
+    timing = _read_timing(source / "timing.json") if (source / "timing.json").exists() else {"finished": False}
+    if not timing["finished"]:
+        raise RunError(f"{spec.label}: it samples the run of row {spec.sample_of!r}, which is not trained in {out}"
+                       f" (run with --only {spec.sample_of} first)")
+    run = load_run(source, device=device)
+    samples = run.sample(n_samples, tau=1.0, seed=seed, constrained=spec.constrained)
+    (out / "constrained").mkdir(exist_ok=True)
+    write_lines(out / "constrained" / f"{spec.key}.txt", samples)
+    rep = score_samples(samples, grammar, reference=train_set, max_len=MAX_LEN, show_invalid=0)
+    say(f"{spec.label}: validity {_pct(rep.validity)}, train coverage {_pct(rep.reference_coverage)}, "
+        f"TV lengths {_num(rep.tv_lengths)}")
+    return Row.from_report(spec.key, spec.label, spec.backend, spec.what, _command(spec, seed, quick, n_samples),
+                           run.config.options, run.iteration, None, rep, samples)
+
+
 SETTINGS = "settings.json"
 
 
@@ -290,14 +325,18 @@ def _reproduce_locked(out: Path, seed: int, quick: bool, device: str, only: Sequ
                                 f"gumbelseq data -n {n_samples} --seed {seed + 1}", {}, 0, None, rep, fresh))
 
     for spec in specs:
-        row = run_model(spec, out / "runs" / spec.key, train_set, grammar, seed=seed, n_samples=n_samples,
-                        quick=quick, device=device, progress=progress, on_message=say)
+        if spec.sample_of:
+            row = sample_model(spec, out, train_set, grammar, seed=seed, n_samples=n_samples, quick=quick,
+                               device=device, on_message=say)
+        else:
+            row = run_model(spec, out / "runs" / spec.key, train_set, grammar, seed=seed, n_samples=n_samples,
+                            quick=quick, device=device, progress=progress, on_message=say)
         rows.append(row)
 
     repro = Reproduction(out, seed, quick, n_samples, rows, _environment())
     write_text_atomic(out / "report.json", json.dumps(repro.to_dict(), indent=2) + "\n")
     write_text_atomic(out / "report.md", render_markdown(repro))
-    _plot_losses(out, specs)
+    _plot_losses(out, [s for s in specs if not s.sample_of])
     _plot_samples(out, rows, grammar)
     return repro
 

@@ -24,5 +24,9 @@ class ModelSpec:
     #: Options replaced in ``--quick`` mode on top of its tiny iterations and batch size (an
     #: option too big for those, say).
     quick_options: dict[str, Any] = field(default_factory=dict)
+    #: The key of another row whose trained run this row samples instead of training its own
+    #: (``options`` are then unused), with ``constrained`` sampling: how the masks change a model.
+    sample_of: str = ""
+    constrained: bool = False
     #: Filled in by the core: the backend that declared the row.
     backend: str = ""

@@ -264,6 +264,14 @@ class GumbelLSTMGAN(Backend):
                   "only the real vectors' tau annealed, G at tau 1", order=1),
         ModelSpec("gan-d", "GAN (d) noise h0", {"preset": "paper", "noise": "h0"}, "noise in h0 only, learned C0", order=1),
         ModelSpec("gan-best", "GAN best", {"preset": "best"}, "this project's preset (see README)", order=1),
+        ModelSpec("gan-a-constrained", "GAN (a) paper, constrained sampling", {}, "the paper run, sampled inside the grammar's masks",
+                  order=10.1, sample_of="gan-a", constrained=True),
+        ModelSpec("gan-best-constrained", "GAN best, constrained sampling", {}, "the best run, sampled inside the grammar's masks",
+                  order=10.1, sample_of="gan-best", constrained=True),
+        ModelSpec("gan-a-masked", "GAN (a) paper, masked training", {"preset": "paper", "mask": "grammar"},
+                  "the paper's recipe with masks inside G's feedback loop", order=11.1),
+        ModelSpec("gan-best-masked", "GAN best, masked training", {"preset": "best", "mask": "grammar"},
+                  "the best preset with masks inside G's feedback loop", order=11.1),
     )
     tau_help = (
         "Gumbel-softmax temperature of the vectors the generator feeds back to itself while "

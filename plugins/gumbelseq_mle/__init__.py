@@ -80,7 +80,13 @@ class MLELSTM(Backend):
     Options = MLEOptions
     trainer_class = MLETrainer
     progress_metrics = ("loss",)
-    reproduce_suite = (ModelSpec("mle", "MLE LSTM", {}, "teacher-forced LSTM, the paper's reference", order=0),)
+    reproduce_suite = (
+        ModelSpec("mle", "MLE LSTM", {}, "teacher-forced LSTM, the paper's reference", order=0),
+        ModelSpec("mle-constrained", "MLE LSTM, constrained sampling", {}, "the MLE run, sampled inside the grammar's masks",
+                  order=10, sample_of="mle", constrained=True),
+        ModelSpec("mle-masked", "MLE LSTM, masked training", {"mask": "grammar"},
+                  "masked softmax in the loss (samples are masked too)", order=11),
+    )
     tau_help = (
         "Sampling temperature: each character is drawn from softmax(logits / tau). 1 samples "
         "the model's own distribution; below 1 is greedier, above 1 flatter."
