@@ -110,3 +110,18 @@ def test_training_data_outside_the_grammar_is_one_line(tmp_path):
         start_training(grammar="arith", backend="mle-lstm", out_dir=tmp_path / "r", data=["x+x", "x++x"],
                        options={"mask": "grammar", "iterations": 2}, device="cpu")
     assert "line 2" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_real_vectors_are_noised_inside_the_masks_too():
+    # Otherwise D separates real from fake by the mass real vectors put where G cannot write.
+    from gumbelseq_gan.model import real_log_probs, real_vectors
+
+    t = _trainer("gumbel-lstm-gan", hidden_g=8, mask="grammar", real_peak=0.9)
+    ids, allowed = t.minibatch_masked(64)
+    noise = torch.distributions.Gumbel(0.0, 1.0).sample((12, 64, ARITH.size))
+    table = real_log_probs(ARITH.size, 0.9, torch.device("cpu"))
+    masked = real_vectors(ids, table, noise, 1.0, False, allowed)
+    assert torch.all(masked[~allowed.transpose(0, 1)] == 0)
+    assert torch.allclose(masked.sum(-1), torch.ones(12, 64))
+    free = real_vectors(ids, table, noise, 1.0, False)
+    assert bool((free[~allowed.transpose(0, 1)] > 0).any())

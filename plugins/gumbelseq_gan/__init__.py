@@ -130,7 +130,8 @@ class GANOptions(BaseOptions):
     real_peak: float = field(default=0.9, metadata={"gt": 0, "max": 1})
     #: ``grammar``: disallowed characters get ``-inf`` logits before the Gumbel-softmax inside
     #: G's feedback loop (and in its MLE pre-training loss), so its relaxed and straight-through
-    #: samples never leave the grammar; samples are then always constrained.
+    #: samples never leave the grammar, and the real vectors' instance noise is kept inside the
+    #: same masks; samples are then always constrained.
     mask: str = field(default="none", metadata={"choices": ("none", "grammar")})
 
     def __post_init__(self) -> None:
@@ -195,7 +196,7 @@ class GANTrainer(BaseTrainer):
             with torch.set_grad_enabled(last and not pretrain):
                 mask = None if self.masks is None else StepMask(self.masks, b_fake)
                 fake = self.G(state, noise[:, b_real:], tau_g, o.hard, mask)
-            real = real_vectors(real_ids, self._real_table, noise[:, :b_real], tau_real, o.hard)
+            real = real_vectors(real_ids, self._real_table, noise[:, :b_real], tau_real, o.hard, allowed)
             # One D pass over real and fake together.
             logits = self.D(torch.cat([real, fake.detach()], dim=1))
             d_loss = F.softplus(-logits[:b_real]).mean() + F.softplus(logits[b_real:]).mean()

@@ -116,7 +116,15 @@ def temperature(
 
 
 def real_vectors(
-    ids: torch.Tensor, log_table: torch.Tensor, noise: torch.Tensor, tau: float, hard: bool
+    ids: torch.Tensor, log_table: torch.Tensor, noise: torch.Tensor, tau: float, hard: bool,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Instance-noised real inputs ``[T, B, V]`` from ids ``[B, T]`` (no gradients needed)."""
-    return gumbel_softmax(log_table[ids.t()], tau, hard=hard, noise=noise)
+    """Instance-noised real inputs ``[T, B, V]`` from ids ``[B, T]`` (no gradients needed).
+
+    ``allowed`` ``[B, T, V]`` (masked training): the noise is kept to what the grammar allows at
+    each position, as G's masked samples are; otherwise D tells real from fake by the mass the
+    real vectors put on characters G can never write."""
+    logits = log_table[ids.t()]
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed.transpose(0, 1), float("-inf"))
+    return gumbel_softmax(logits, tau, hard=hard, noise=noise)
