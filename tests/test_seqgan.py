@@ -252,8 +252,9 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_one(tmp_path) -> None:
 def test_reproduce_row_comes_after_the_gan_rows_with_quick_options() -> None:
     models = paper_models()
     keys = [m.key for m in models]
-    assert keys[-1] == "seqgan" and keys.index("seqgan") > keys.index("gan-best")
-    spec = models[-1]
+    # After every trained GAN row; the mask rows (order 10 and up) come after all trained rows.
+    assert keys.index("seqgan") == keys.index("gan-best") + 1
+    spec = models[keys.index("seqgan")]
     assert spec.backend == "seqgan" and spec.label == "SeqGAN (REINFORCE)"
     quick = SEQGAN.make_options(_expected_options(spec, quick=True))
     assert quick.iterations == 30 and 0 < quick.pretrain_iters < quick.iterations
