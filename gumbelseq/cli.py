@@ -303,6 +303,7 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
             [
                 {
                     "name": e.name,
+                    "default": bool(getattr(e.backend, "default", False)),
                     "description": e.backend.description,
                     "source": e.source,
                     "options": accepted(e.backend.Options),
@@ -314,7 +315,8 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
         return
     table = Table("name", "description", "source", title="backends")
     for e in entries:
-        table.add_row(e.name, e.backend.description, e.source)
+        name = e.name + (" (default)" if getattr(e.backend, "default", False) else "")
+        table.add_row(name, e.backend.description, e.source)
     out.print(table)
 
 
@@ -325,7 +327,7 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
 @column_option
 @click.option("--data-size", type=click.IntRange(min=1), default=5000, show_default=True, help="Strings to draw when --data is not given.")
 @click.option("--max-len", type=click.IntRange(min=1), default=None, help="Sequence length [default: 12, or the longest --data string].")
-@click.option("--backend", "-b", default="gumbel-lstm-gan", show_default=True, help="See `gumbelseq backends`.")
+@click.option("--backend", "-b", default=None, help="See `gumbelseq backends` [default: the backend registered as the default, marked there].")
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Training iterations [default: the backend's/preset's].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Minibatch size [default: the backend's].")
 @seed_option
@@ -344,7 +346,7 @@ def train_cmd(
     column: str | None,
     data_size: int,
     max_len: int | None,
-    backend: str,
+    backend: str | None,
     iterations: int | None,
     batch_size: int | None,
     seed: int,

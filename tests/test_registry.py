@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from gumbelseq.model.backend import BaseOptions
 from gumbelseq.cli import main
-from gumbelseq.errors import OptionError, UnknownBackendError
+from gumbelseq.errors import GumbelseqError, OptionError, UnknownBackendError
 from gumbelseq.model.options import build_options, parse_pairs
 from gumbelseq.model.registry import Registry
 
@@ -140,3 +140,23 @@ def test_options_typed_and_validated():
         build_options(_Opts, parse_pairs(["hidden=ten"]))
     with pytest.raises(OptionError, match="not key=value"):
         parse_pairs(["hidden"])
+
+
+def test_the_default_backend_is_declared_by_a_plugin_not_named_by_the_core(tmp_path):
+    from gumbelseq.model.registry import Registry
+
+    assert Registry().default().name == "gumbel-lstm-gan"
+    # A second plugin that also claims the default: one line naming both.
+    (tmp_path / "other.py").write_text(
+        "from gumbelseq.model.hookspecs import hookimpl\n"
+        "import gumbelseq_mle\n"
+        "class Other(gumbelseq_mle.MLELSTM):\n"
+        "    name = 'other-default'\n"
+        "    default = True\n"
+        "@hookimpl\n"
+        "def register_backends(register):\n"
+        "    register(Other())\n"
+    )
+    with pytest.raises(GumbelseqError) as info:
+        Registry(tmp_path).default()
+    assert "several backends" in str(info.value) and "other-default" in str(info.value)

@@ -84,6 +84,9 @@ class Backend(abc.ABC):
     description: ClassVar[str]
     #: A dataclass subclassing ``BaseOptions``.
     Options: ClassVar[type[BaseOptions]]
+    #: The backend ``train`` uses when none is named (the core names none itself); exactly one
+    #: registered backend should set it.
+    default: ClassVar[bool] = False
     #: What the default ``create`` builds: usually a ``trainer.BaseTrainer`` subclass.
     trainer_class: ClassVar[type[BaseTrainer]]
     #: One paragraph on what ``gumbelseq sample --tau`` means here (shown by ``backends --json``).

@@ -81,6 +81,17 @@ class Registry:
         entry = self._backends.get(name)
         return None if entry is None else entry.source
 
+    def default(self) -> Backend:
+        """The backend that declares itself the default (``Backend.default``)."""
+        flagged = [e for e in self.entries() if getattr(e.backend, "default", False)]
+        if len(flagged) == 1:
+            return flagged[0].backend
+        known = ", ".join(sorted(self._backends)) or "none"
+        if not flagged:
+            raise UnknownBackendError(f"no registered backend is the default; name one with --backend (known: {known})")
+        names = ", ".join(f"{e.name} ({e.source})" for e in flagged)
+        raise UnknownBackendError(f"several backends declare themselves the default: {names}; name one with --backend")
+
     def get(self, name: str) -> Backend:
         try:
             return self._backends[name].backend

@@ -101,7 +101,9 @@ def check_data(strings: Sequence[str], source: str) -> None:
         )
 
 
-def _backend(backend: str | Backend, plugins_dir: str | Path | None) -> Backend:
+def _backend(backend: str | Backend | None, plugins_dir: str | Path | None) -> Backend:
+    if backend is None:
+        return get_registry(plugins_dir).default()
     return get_registry(plugins_dir).get(backend) if isinstance(backend, str) else backend
 
 
@@ -109,7 +111,7 @@ def start_training(
     *,
     grammar: Grammar | str = "arith",
     start: str = "start",
-    backend: str | Backend = "gumbel-lstm-gan",
+    backend: str | Backend | None = None,
     out_dir: str | Path | None = None,
     options: dict[str, Any] | None = None,
     data: Sequence[str] | None = None,

@@ -251,6 +251,7 @@ class GANTrainer(BaseTrainer):
 
 class GumbelLSTMGAN(Backend):
     name = "gumbel-lstm-gan"
+    default = True  # the paper's model: what `gumbelseq train` trains when no backend is named
     description = "Gumbel-softmax LSTM GAN of Kusner & Hernandez-Lobato (2016), with variants"
     Options = GANOptions
     trainer_class = GANTrainer
