@@ -84,6 +84,8 @@ class Backend(abc.ABC):
     description: ClassVar[str]
     #: A dataclass subclassing ``BaseOptions``.
     Options: ClassVar[type[BaseOptions]]
+    #: Metrics ``reproduce`` plots in ``losses.png`` (default: ``progress_metrics``).
+    plot_metrics: ClassVar[tuple[str, ...]] = ()
     #: The backend ``train`` uses when none is named (the core names none itself); exactly one
     #: registered backend should set it.
     default: ClassVar[bool] = False

@@ -420,12 +420,18 @@ def _plot_losses(out: Path, specs: Sequence[ModelSpec]) -> None:
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
     for ax in axes.flat[len(specs):]:
         ax.axis("off")
+    registry = get_registry()
     for ax, spec in zip(axes.flat, specs):
         metrics = read_metrics(out / "runs" / spec.key)
-        for key, colour in (("d_loss", "tab:red"), ("g_loss", "tab:blue"), ("loss", "tab:green"), ("mle_loss", "tab:gray")):
+        backend = registry.get(spec.backend)
+        # What the backend declares; a backend that declares nothing gets every metric it logs.
+        keys = backend.plot_metrics or backend.progress_metrics
+        if not keys:
+            keys = tuple(dict.fromkeys(k for m in metrics for k in m if k != "iteration"))
+        for key in keys:
             pts = [(m["iteration"], m[key]) for m in metrics if key in m and m[key] == m[key]]
             if pts:
-                ax.plot(*zip(*pts), label=key, color=colour, linewidth=0.8)
+                ax.plot(*zip(*pts), label=key, linewidth=0.8)
         ax.set_title(spec.label, fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -256,6 +256,7 @@ class GumbelLSTMGAN(Backend):
     Options = GANOptions
     trainer_class = GANTrainer
     progress_metrics = ("d_loss", "g_loss", "tau")
+    plot_metrics = ("d_loss", "g_loss", "mle_loss")  # the paper's Fig. 2, and pre-training
     # The paper's GAN (a) and its variants (b)-(d), then the preset that beats them; after
     # the MLE reference row (order 0). In --quick mode (batch 50) variant (b) generates 200.
     reproduce_suite = (
