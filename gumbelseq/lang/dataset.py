@@ -57,7 +57,7 @@ def draw_dataset(
             raise
     if on_notice is not None and grammar.algorithm != "lalr" and mode == "uniform":
         on_notice(
-            f"{grammar.path}: the grammar is ambiguous (Earley), so uniform is over derivations:"
+            f"{grammar.path}: the grammar is parsed with Earley (not strict LALR(1)), so uniform is over derivations:"
             " a string with several parses is drawn as often as it has parses"
         )
     if on_notice is not None and sampler.drawn > sampler.kept:

@@ -69,7 +69,7 @@ def terminal_strings(grammar: Grammar) -> dict[str, str]:
 
 def _analyse(grammar: Grammar) -> str | None:
     if grammar.algorithm != "lalr":
-        return "the grammar is ambiguous (parsed with Earley): a string can have several derivations"
+        return "the grammar is not strict LALR(1) (parsed with Earley): a string may have several derivations"
     if grammar._fast is None:
         return "the parser has lexer callbacks or a post-lexer, which this analysis does not model"
     parser = grammar.parser
