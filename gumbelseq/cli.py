@@ -470,9 +470,10 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
 @click.option("--quick", is_flag=True, help="The same pipeline with tiny budgets (a smoke test, not the paper's numbers).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--only", multiple=True, help="Only these rows (their keys: see report.json or the README; rows that sample another row's run need it trained); repeatable.")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Draw losses.png and samples.png (needs the [plot] extra: matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
 @domain_errors
-def reproduce_cmd(out_dir: str, seed: int, quick: bool, device: str, only: tuple[str, ...], as_json: bool) -> None:
+def reproduce_cmd(out_dir: str, seed: int, quick: bool, device: str, only: tuple[str, ...], plots: bool, as_json: bool) -> None:
     """Reproduce the paper with numbers: train its models and the best preset, score, report."""
     from .model.progress import RichProgress
     from .model.reproduce import COLUMNS, paper_models, reproduce, table_rows
@@ -490,6 +491,7 @@ def reproduce_cmd(out_dir: str, seed: int, quick: bool, device: str, only: tuple
             only=list(only) or None,
             progress=lambda spec: [RichProgress(err, label=spec.label)],
             on_message=lambda m: err.print(m),
+            plots=plots,
         )
     except KeyboardInterrupt:
         err.print(f"stopped; run the same command again to resume from {out_dir}")

@@ -35,3 +35,19 @@ def test_reproduce_quick_writes_the_full_report(tmp_path):
 def test_reproduce_rejects_unknown_model(tmp_path):
     r = CliRunner().invoke(main, ["reproduce", "--quick", "--out", str(tmp_path), "--only", "nope"])
     assert r.exit_code == 2 and "gan-best" in r.output
+
+
+def test_figures_need_the_plot_extra_and_no_plots_needs_nothing(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(main, ["reproduce", "--quick", "--out", str(out), "--only", "mle"])
+    assert r.exit_code == 1
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "[plot]" in lines[0]
+    assert not out.exists()  # refused before anything is written
+    r = CliRunner().invoke(main, ["reproduce", "--quick", "--out", str(out), "--only", "mle", "--no-plots"])
+    assert r.exit_code == 0, r.output
+    assert (out / "report.md").exists() and not (out / "losses.png").exists() and not (out / "samples.png").exists()

@@ -13,6 +13,7 @@ reuses finished runs and resumes unfinished ones, so a long reproduction survive
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import platform
@@ -282,8 +283,10 @@ def reproduce(
     only: Sequence[str] | None = None,
     progress: Callable[[ModelSpec], Sequence[Callback]] | None = None,
     on_message: Callable[[str], None] | None = None,
+    plots: bool = True,
 ) -> Reproduction:
-    """Train, sample and score every model; write report.{md,json} and figures into ``out_dir``.
+    """Train, sample and score every model; write report.{md,json} and figures into ``out_dir``
+    (the figures need matplotlib, the ``[plot]`` extra; ``plots=False`` skips them).
 
     ``out_dir`` must be new, empty, or a folder this function made with the same ``seed``,
     ``quick`` and device (recorded in ``settings.json``); then finished runs are reused and
@@ -293,6 +296,11 @@ def reproduce(
     out = Path(out_dir)
     say = on_message or (lambda _m: None)
     dev = resolve_device(device)  # before anything is written: a bad device leaves no trace
+    if plots and importlib.util.find_spec("matplotlib") is None:
+        raise GumbelseqError(
+            "reproduce draws losses.png and samples.png with matplotlib, which is not installed:"
+            " pip install -e '.[plot]' (or pass --no-plots)"
+        )
     known = [s.key for s in paper_models()]
     for key in only or ():
         if key not in known:
@@ -300,14 +308,14 @@ def reproduce(
     settings = {"seed": seed, "quick": quick, "device": dev.type, "version": 1}
     lock = _claim_folder(out, settings)
     try:
-        return _reproduce_locked(out, seed, quick, str(dev), only, progress, say)
+        return _reproduce_locked(out, seed, quick, str(dev), only, progress, say, plots)
     finally:
         lock.release()
 
 
 def _reproduce_locked(out: Path, seed: int, quick: bool, device: str, only: Sequence[str] | None,
                       progress: Callable[[ModelSpec], Sequence[Callback]] | None,
-                      say: Callable[[str], None]) -> Reproduction:
+                      say: Callable[[str], None], plots: bool = True) -> Reproduction:
     grammar = load_grammar("arith")
     train_path = out / "train.txt"
     if train_path.exists():
@@ -336,8 +344,9 @@ def _reproduce_locked(out: Path, seed: int, quick: bool, device: str, only: Sequ
     repro = Reproduction(out, seed, quick, n_samples, rows, _environment())
     write_text_atomic(out / "report.json", json.dumps(repro.to_dict(), indent=2) + "\n")
     write_text_atomic(out / "report.md", render_markdown(repro))
-    _plot_losses(out, [s for s in specs if not s.sample_of])
-    _plot_samples(out, rows, grammar)
+    if plots:
+        _plot_losses(out, [s for s in specs if not s.sample_of])
+        _plot_samples(out, rows, grammar)
     return repro
 
 
