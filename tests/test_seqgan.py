@@ -21,6 +21,7 @@ from gumbelseq.model.registry import Registry
 from gumbelseq.model.reproduce import _expected_options, paper_models
 from gumbelseq.model.run import load_run
 from gumbelseq.model.train import read_metrics, resume_training, start_training
+from test_backends_models import arith_data
 
 VOCAB, MAX_LEN = 6, 12
 CPU = torch.device("cpu")
@@ -30,20 +31,7 @@ SEQGAN = gumbelseq_seqgan.SeqGAN()
 SMALL = dict(iterations=10, batch_size=16, hidden_g=8, hidden_d=8, pretrain_iters=4, rollouts=2, d_every=2, d_steps=1)
 
 
-def arith_ids(n: int = 200, seed: int = 0) -> torch.Tensor:
-    """Strings x(op x)* as ids (0 pad, 1 'x', 2..5 operators), right-padded to MAX_LEN."""
-    g = torch.Generator().manual_seed(seed)
-    data = torch.zeros((n, MAX_LEN), dtype=torch.long)
-    n_ops = torch.randint(0, (MAX_LEN - 1) // 2 + 1, (n,), generator=g)
-    ops = torch.randint(2, VOCAB, (n, MAX_LEN), generator=g)
-    for i in range(n):
-        length = 2 * int(n_ops[i]) + 1
-        data[i, :length:2] = 1
-        data[i, 1:length:2] = ops[i, 1:length:2]
-    return data
-
-
-DATA = arith_ids()
+DATA = arith_data(200)  # x(op x)* as ids, the built-ins' test data
 
 
 def make(data: torch.Tensor = DATA, seed: int = 0, **options) -> gumbelseq_seqgan.SeqGANTrainer:

@@ -15,6 +15,8 @@ from lark import Lark
 from lark.common import LexerConf
 from lark.lexer import BasicLexer, UnlessCallback
 
+from .recognizer import _Slice
+
 
 class FirstToken:
     """``FirstToken(parser).read(text)``: ``(terminal, value)`` or ``None``."""
@@ -34,7 +36,7 @@ class FirstToken:
         hit = self._cache.get(text, _MISSING)
         if hit is not _MISSING:
             return hit  # type: ignore[return-value]
-        res = self._scanner.match(_Slice(text), 0)
+        res = self._scanner.match(_Slice(text, len(text)), 0)
         if res is not None:
             value, ttype = res
             fold = self._unless.get(ttype)
@@ -47,13 +49,3 @@ class FirstToken:
 
 
 _MISSING = object()
-
-
-class _Slice:
-    """What ``Scanner.match`` reads of a ``TextSlice``: the text and its end."""
-
-    __slots__ = ("text", "end")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.end = len(text)

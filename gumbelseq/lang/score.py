@@ -288,12 +288,4 @@ def _distinct_lines(numbered: Iterable[tuple[int, str]]) -> dict[str, list[int]]
 
 
 def _distinct_strings(samples: Iterable[str]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for i, s in enumerate(samples, 1):
-        s = strip_sample(s)
-        e = out.get(s)
-        if e is None:
-            out[s] = [1, i]
-        else:
-            e[0] += 1
-    return out
+    return _distinct_lines((i, strip_sample(s)) for i, s in enumerate(samples, 1))

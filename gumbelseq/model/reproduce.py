@@ -34,7 +34,7 @@ from . import rundir
 from .registry import get_registry
 from .rundir import check_seed
 from .suite import ModelSpec
-from .run import load_run
+from .run import Run, load_run
 from .train import Callback, read_data, read_metrics, resolve_device, resume_training, start_training
 
 MAX_LEN = 12
@@ -204,11 +204,17 @@ def run_model(
     run = load_run(run_dir, device=device)
     samples = run.sample(n_samples, tau=1.0, seed=seed)
     write_lines(run_dir / rundir.SAMPLES, samples)
+    return _scored_row(spec, run, samples, grammar, train_set, _command(spec, seed, quick), done["train_seconds"], say)
+
+
+def _scored_row(spec: ModelSpec, run: Run, samples: list[str], grammar: Grammar, train_set: Sequence[str],
+                command: str, seconds: float | None, say: Callable[[str], None]) -> Row:
+    """Score a row's samples against the grammar and the training set, say the headline figures."""
     rep = score_samples(samples, grammar, reference=train_set, max_len=MAX_LEN, show_invalid=0)
     say(f"{spec.label}: validity {_pct(rep.validity)}, train coverage {_pct(rep.reference_coverage)}, "
         f"TV lengths {_num(rep.tv_lengths)}")
-    return Row.from_report(spec.key, spec.label, spec.backend, spec.what, _command(spec, seed, quick),
-                           run.config.options, run.iteration, done["train_seconds"], rep, samples)
+    return Row.from_report(spec.key, spec.label, spec.backend, spec.what, command, run.config.options,
+                           run.iteration, seconds, rep, samples)
 
 
 def sample_model(
@@ -236,11 +242,7 @@ def sample_model(
     samples = run.sample(n_samples, tau=1.0, seed=seed, constrained=spec.constrained)
     (out / "constrained").mkdir(exist_ok=True)
     write_lines(out / "constrained" / f"{spec.key}.txt", samples)
-    rep = score_samples(samples, grammar, reference=train_set, max_len=MAX_LEN, show_invalid=0)
-    say(f"{spec.label}: validity {_pct(rep.validity)}, train coverage {_pct(rep.reference_coverage)}, "
-        f"TV lengths {_num(rep.tv_lengths)}")
-    return Row.from_report(spec.key, spec.label, spec.backend, spec.what, _command(spec, seed, quick, n_samples),
-                           run.config.options, run.iteration, None, rep, samples)
+    return _scored_row(spec, run, samples, grammar, train_set, _command(spec, seed, quick, n_samples), None, say)
 
 
 SETTINGS = "settings.json"
