@@ -28,5 +28,8 @@ class ModelSpec:
     #: (``options`` are then unused), with ``constrained`` sampling: how the masks change a model.
     sample_of: str = ""
     constrained: bool = False
+    #: The suite the row belongs to (``reproduce --suite NAME``): ``paper`` is the paper's
+    #: arith table, ``moses`` the SMILES benchmark.
+    suite: str = "paper"
     #: Filled in by the core: the backend that declared the row.
     backend: str = ""
