@@ -30,6 +30,7 @@ from typing import Callable
 import pluggy
 
 from .errors import GumbelseqError, first_line
+from .plugin_loading import collect, entry_point_manager
 
 ENTRY_POINT_GROUP = "gumbelseq.validators"
 
@@ -86,17 +87,6 @@ class ValidatorReport:
         return asdict(self)
 
 
-def _manager() -> tuple[pluggy.PluginManager, dict[str, str]]:
-    pm = pluggy.PluginManager("gumbelseq")
-    pm.add_hookspecs(_Hooks)
-    try:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    except Exception as e:  # an installed validator package that fails to import
-        raise ValidatorError(f"a plugin of entry-point group {ENTRY_POINT_GROUP!r} failed to load: {type(e).__name__}: {first_line(e)}") from None
-    sources = {pm.get_name(p): f"entry point {pm.get_name(p)} ({d.project_name} {d.version})" for p, d in pm.list_plugin_distinfo()}
-    return pm, sources
-
-
 _registry: dict[str, tuple[Validator, str]] | None = None
 
 
@@ -104,25 +94,8 @@ def validators() -> dict[str, tuple[Validator, str]]:
     """Every registered validator by name, with where it came from (built once per process)."""
     global _registry
     if _registry is None:
-        pm, sources = _manager()
-        found: dict[str, tuple[Validator, str]] = {}
-        for impl in pm.hook.register_validators.get_hookimpls():
-            source = sources.get(impl.plugin_name, impl.plugin_name)
-
-            def register(v: Validator, _source: str = source) -> None:
-                if not isinstance(v, Validator):
-                    raise ValidatorError(f"{_source}: register() expects a gumbelseq.validators.Validator, got {v!r}")
-                if v.name in found:
-                    raise ValidatorError(f"validator {v.name!r} is registered twice: by {found[v.name][1]} and by {_source}")
-                found[v.name] = (v, _source)
-
-            try:
-                impl.function(register=register)
-            except GumbelseqError:
-                raise
-            except Exception as e:  # a broken plugin is named, never a traceback
-                raise ValidatorError(f"plugin {source}: register_validators failed: {type(e).__name__}: {first_line(e)}") from None
-        _registry = found
+        pm, sources = entry_point_manager(ENTRY_POINT_GROUP, _Hooks, ValidatorError)
+        _registry = collect(pm, "register_validators", Validator, lambda v: v.name, sources, ValidatorError, "validator")
     return _registry
 
 

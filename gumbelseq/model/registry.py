@@ -13,11 +13,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pluggy
-
 from . import hookspecs
 from .backend import Backend
-from ..errors import GumbelseqError, UnknownBackendError, first_line
+from ..errors import GumbelseqError, UnknownBackendError
+from ..plugin_loading import collect, entry_point_manager
 
 ENTRY_POINT_GROUP = "gumbelseq"
 PLUGINS_DIR_ENV = "GUMBELSEQ_PLUGINS_DIR"
@@ -37,16 +36,7 @@ class Registry:
     """Backends known to one plugin manager."""
 
     def __init__(self, plugins_dir: str | Path | None = None) -> None:
-        self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
-        self.pm.add_hookspecs(hookspecs)
-        try:
-            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception as e:  # an installed plugin package that fails to import
-            raise GumbelseqError(f"a plugin of entry-point group {ENTRY_POINT_GROUP!r} failed to load: {type(e).__name__}: {first_line(e)}") from None
-        sources = {}
-        for plugin, dist in self.pm.list_plugin_distinfo():
-            name = self.pm.get_name(plugin)
-            sources[name] = f"entry point {name} = {getattr(plugin, '__name__', plugin)} ({dist.project_name} {dist.version})"
+        self.pm, sources = entry_point_manager(ENTRY_POINT_GROUP, hookspecs, GumbelseqError)
         if plugins_dir is None:
             plugins_dir = os.environ.get(PLUGINS_DIR_ENV) or None
         if plugins_dir is not None:
@@ -54,24 +44,8 @@ class Registry:
                 module = _load_module(path)
                 self.pm.register(module, name=f"file:{path}")
                 sources[f"file:{path}"] = str(path)
-        self._backends: dict[str, BackendEntry] = {}
-        for impl in self.pm.hook.register_backends.get_hookimpls():
-            source = sources.get(impl.plugin_name, impl.plugin_name)
-
-            def register(backend: Backend, _source: str = source) -> None:
-                if not isinstance(backend, Backend):
-                    raise GumbelseqError(f"{_source}: register() expects a gumbelseq.model.backend.Backend, got {backend!r}")
-                if backend.name in self._backends:
-                    other = self._backends[backend.name].source
-                    raise GumbelseqError(f"backend {backend.name!r} is registered twice: by {other} and by {_source}")
-                self._backends[backend.name] = BackendEntry(backend, _source)
-
-            try:
-                impl.function(register=register)
-            except GumbelseqError:
-                raise
-            except Exception as e:  # a broken plugin is named, never a traceback
-                raise GumbelseqError(f"plugin {source}: register_backends failed: {type(e).__name__}: {first_line(e)}") from None
+        found = collect(self.pm, "register_backends", Backend, lambda b: b.name, sources, GumbelseqError, "backend")
+        self._backends: dict[str, BackendEntry] = {name: BackendEntry(b, src) for name, (b, src) in found.items()}
 
     def entries(self) -> list[BackendEntry]:
         return sorted(self._backends.values(), key=lambda e: e.name)
