@@ -152,27 +152,12 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
 @domain_errors
 def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], as_json: bool) -> None:
     """Score a sample file (one sample per line; FILE may be - for stdin; .csv and .gz files too)."""
-    from .lang.score import read_distinct, score_distinct, score_file
+    from .validators import score_file_validated
 
     _check_column(column, file, reference)
-    checked = []
-    if validator_names:
-        from .validators import get_validator
-
-        checked = [get_validator(name) for name in validator_names]  # a missing library fails before any reading
     g = load_grammar(grammar, start=start, on_notice=_notice)
-    extra = []
-    if not checked:
-        rep = score_file(file, g, reference=reference, max_len=max_len, show_invalid=show_invalid, column=column)
-    else:
-        from .validators import validate_distinct
-
-        # score_file's steps, keeping the distinct samples for the validators (read once).
-        ref = read_distinct(reference, column) if reference is not None else None
-        distinct = read_distinct(file, column)
-        rep = score_distinct(distinct, g, source=file, reference=ref, reference_name=reference,
-                             max_len=max_len, show_invalid=show_invalid)
-        extra = [validate_distinct(v, distinct, reference=ref, reference_name=reference) for v in checked]
+    rep, extra = score_file_validated(file, g, validator_names, reference=reference, column=column,
+                                      max_len=max_len, show_invalid=show_invalid)
     if as_json:
         obj = rep.to_dict()
         if extra:

@@ -25,12 +25,16 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import pluggy
 
 from .errors import GumbelseqError, first_line
 from .plugin_loading import collect, entry_point_manager
+
+if TYPE_CHECKING:
+    from .lang.grammar import Grammar
+    from .lang.score import Report
 
 ENTRY_POINT_GROUP = "gumbelseq.validators"
 
@@ -165,3 +169,29 @@ def validate_distinct(
     if reference is not None and canon:
         rep.novelty = sum(1 for c in canon if c not in reference) / len(canon)
     return rep
+
+
+def score_file_validated(
+    path: str,
+    grammar: "Grammar",
+    validator_names: Sequence[str],
+    *,
+    reference: str | None = None,
+    column: str | None = None,
+    max_len: int | None = None,
+    show_invalid: int = 5,
+) -> "tuple[Report, list[ValidatorReport]]":
+    """``gumbelseq.lang.score.score_file`` plus one ``ValidatorReport`` per validator name.
+
+    Every validator is checked usable before any file is read (a missing library is one line,
+    not a failure after minutes of reading), and the file is read once for all of them."""
+    from .lang.score import read_distinct, score_distinct, score_file
+
+    checked = [get_validator(name) for name in validator_names]
+    if not checked:
+        return score_file(path, grammar, reference=reference, max_len=max_len, show_invalid=show_invalid, column=column), []
+    ref = read_distinct(reference, column) if reference is not None else None
+    distinct = read_distinct(path, column)
+    rep = score_distinct(distinct, grammar, source=path, reference=ref, reference_name=reference,
+                         max_len=max_len, show_invalid=show_invalid)
+    return rep, [validate_distinct(v, distinct, reference=ref, reference_name=reference) for v in checked]
