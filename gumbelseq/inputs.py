@@ -54,11 +54,14 @@ def open_binary(path: str | Path, what: str = "file") -> BinaryIO:
 
 def decode_line(raw: bytes, source: str, line: int) -> str:
     """One line of a one-sample-per-line file: decoded, newline and trailing spaces (the
-    padding of fixed-length samples) removed."""
+    padding of fixed-length samples) removed, and on line 1 a byte-order mark (what some
+    Windows editors write first; a CSV header loses it the same way)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputFileError(f"{source}:{line}: not valid UTF-8 (column {e.start + 1})") from None
+    if line == 1:
+        text = text.removeprefix("\ufeff")
     return strip_sample(text)
 
 

@@ -181,3 +181,22 @@ def test_training_data_from_csv_column(tmp_path):
     assert _training_data(str(f), "a") == ["1", "2"]
     g = _write(tmp_path / "d.txt.gz", "x\nx*x  \n", gz=True)
     assert _training_data(str(g), None) == ["x", "x*x"]
+
+
+@pytest.mark.parametrize("name,gz", [("s.txt", False), ("s.txt.gz", True), ("s.csv", False)])
+def test_a_byte_order_mark_on_line_one_is_not_part_of_the_sample(tmp_path, name, gz):
+    # Windows editors write a BOM first; read as text it would make line 1 an invalid sample.
+    body = ("SMILES\n" if name.endswith(".csv") else "") + "x+x\nx+x\nx\n"
+    path = tmp_path / name
+    data = b"\xef\xbb\xbf" + body.encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    assert [s for _, s in iter_samples(path)] == ["x+x", "x+x", "x"]
+    rep = score_file(path, load_grammar("arith"))
+    assert (rep.total, rep.valid, rep.unique_valid) == (3, 3, 2)
+
+
+def test_a_byte_order_mark_after_line_one_stays(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_bytes(b"x\n\xef\xbb\xbfx\n")
+    assert [s for _, s in iter_samples(path)] == ["x", "\ufeffx"]
+    assert score_file(path, load_grammar("arith")).valid == 1
