@@ -204,6 +204,11 @@ def iter_csv_column(stream: Iterable[bytes], source: str, column: str | None = N
 
 def _pick_column(header: list[str], column: str | None, source: str) -> int:
     names = ", ".join(repr(h) for h in header[:10]) + (", ..." if len(header) > 10 else "")
+    wanted = column if column is not None else DEFAULT_CSV_COLUMN if len(header) > 1 else None
+    if wanted is not None and header.count(wanted) > 1:
+        # Taking the first of two same-named columns would score one of them silently.
+        where = ", ".join(str(i + 1) for i, h in enumerate(header) if h == wanted)
+        raise InputFileError(f"{source}:1: {header.count(wanted)} columns are named {wanted!r} (columns {where}); rename one")
     if column is not None:
         if column not in header:
             raise InputFileError(f"{source}:1: no column {column!r}; the columns are {names}")

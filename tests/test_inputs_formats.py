@@ -200,3 +200,13 @@ def test_a_byte_order_mark_after_line_one_stays(tmp_path):
     path.write_bytes(b"x\n\xef\xbb\xbfx\n")
     assert [s for _, s in iter_samples(path)] == ["x", "\ufeffx"]
     assert score_file(path, load_grammar("arith")).valid == 1
+
+
+@pytest.mark.parametrize("column", [None, "SMILES"])
+def test_two_columns_with_the_asked_name_are_refused(tmp_path, column):
+    path = tmp_path / "s.csv"
+    path.write_text("SMILES,id,SMILES\nx,1,x+x\n")
+    with pytest.raises(InputFileError, match=r"s\.csv:1: 2 columns are named 'SMILES' \(columns 1, 3\)"):
+        list(iter_samples(path, column=column))
+    # Another column of the same file is still readable.
+    assert [s for _, s in iter_samples(path, column="id")] == ["1"]
