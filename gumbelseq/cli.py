@@ -452,40 +452,67 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
 @main.command("reproduce")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduction", show_default=True, help="Report directory (re-running resumes it).")
 @seed_option
+@click.option("--seeds", "seeds_text", default=None, metavar="LIST", help="Several seeds (0,1,2 or 0-4): one ordinary reproduction per seed in OUT/seed-N, then OUT/report.md and report.json with mean ± std, min, max and the worst seed per row. Not with --seed.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="With --seeds: run this many seeds at a time, each in its own process with cpus/N torch threads [default: 1, in this process].")
+@click.option("--suite", default="paper", show_default=True, help="The table: paper (the arith table), moses (the MOSES SMILES benchmark, after `gumbelseq datasets fetch moses`), or a .toml/.json suite file.")
 @click.option("--quick", is_flag=True, help="The same pipeline with tiny budgets (a smoke test, not the paper's numbers).")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--only", multiple=True, help="Only these rows (their keys: see report.json or the README; rows that sample another row's run need it trained); repeatable.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Draw losses.png and samples.png (needs the [plot] extra: matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
 @domain_errors
-def reproduce_cmd(out_dir: str, seed: int, quick: bool, device: str, only: tuple[str, ...], plots: bool, as_json: bool) -> None:
-    """Reproduce the paper with numbers: train its models and the best preset, score, report."""
-    from .model.progress import RichProgress
-    from .model.reproduce import COLUMNS, paper_models, reproduce, table_rows
+def reproduce_cmd(out_dir: str, seed: int, seeds_text: str | None, workers: int | None, suite: str, quick: bool, device: str,
+                  only: tuple[str, ...], plots: bool, as_json: bool) -> None:
+    """Reproduce a benchmark table with numbers (the paper's by default; --suite): train, sample, score, report."""
+    from click.core import ParameterSource
 
-    known = [m.key for m in paper_models()]
+    from pathlib import Path
+
+    from .model.progress import RichProgress
+    from .model.reproduce import headings, reproduce, suite_models, table_rows
+    from .model.suite_file import get_suite
+
+    if seeds_text is not None and click.get_current_context().get_parameter_source("seed") is not ParameterSource.DEFAULT:
+        raise GumbelseqError("--seed and --seeds are mutually exclusive: one reproduction, or one per seed")
+    if workers is not None and seeds_text is None:
+        raise GumbelseqError("--workers runs several seeds at a time; it needs --seeds")
+    the_suite = get_suite(suite)
+    known = [m.key for m in suite_models(the_suite)]
     for key in only:
         if key not in known:
-            raise click.BadParameter(f"{key!r}; choose from {', '.join(known)}", param_hint="--only")
+            raise click.BadParameter(f"{key!r}; choose from {', '.join(known) or f'nothing (suite {the_suite.name} has no rows)'}",
+                                     param_hint="--only")
+    kwargs: dict[str, Any] = dict(quick=quick, device=device, only=list(only) or None, suite=the_suite, plots=plots,
+                                  progress=lambda spec: [RichProgress(err, label=spec.label)],
+                                  on_message=lambda m: err.print(m, markup=False, highlight=False))
     try:
-        repro = reproduce(
-            out_dir,
-            seed=seed,
-            quick=quick,
-            device=device,
-            only=list(only) or None,
-            progress=lambda spec: [RichProgress(err, label=spec.label)],
-            on_message=lambda m: err.print(m),
-            plots=plots,
-        )
+        if seeds_text is not None:
+            from .model.reproduce_seeds import headings as seed_headings, parse_seeds, table_rows as seed_rows
+
+            agg = reproduce(out_dir, seeds=parse_seeds(seeds_text), workers=workers or 1, **kwargs)
+        else:
+            repro = reproduce(out_dir, seed=seed, **kwargs)
     except KeyboardInterrupt:
         err.print(f"stopped; run the same command again to resume from {out_dir}")
         sys.exit(130)
+    if seeds_text is not None:
+        if as_json:
+            _emit_json(agg.to_dict())
+            return
+        table = Table(*seed_headings(agg), title=f"{the_suite.name}, seeds {', '.join(map(str, agg.seeds))}, mean ± std"
+                      + (" (quick)" if quick else ""))
+        for row in seed_rows(agg, published=True):
+            table.add_row(*row)
+        out.print(table)
+        err.print(f"wrote {out_dir}/report.md, report.json (each seed's reproduction: {out_dir}/seed-N)")
+        return
     if as_json:
         _emit_json(repro.to_dict())
         return
-    table = Table(*COLUMNS, title=f"arith, seed {seed}, {repro.n_samples} samples per model" + (" (quick)" if quick else ""))
-    for row in table_rows(repro):
+    name = the_suite.grammar if the_suite.name == "paper" else the_suite.name
+    table = Table(*headings(repro), title=f"{name}, seed {seed}, {repro.n_samples} samples per model" + (" (quick)" if quick else ""))
+    for row in table_rows(repro, published=True):
         table.add_row(*row)
     out.print(table)
-    err.print(f"wrote {out_dir}/report.md, report.json, losses.png, samples.png")
+    figures = [f for f in ("losses.png", "samples.png") if plots and (Path(out_dir) / f).exists()]
+    err.print(f"wrote {out_dir}/report.md, " + ", ".join(["report.json", *figures]))
