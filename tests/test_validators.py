@@ -96,3 +96,15 @@ def test_score_with_a_validator_never_imports_torch(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert '"validity": 1.0' in r.stdout
+
+
+def test_rdkit_counts_a_string_with_whitespace_invalid():
+    Chem = pytest.importorskip("rdkit.Chem")
+    import gumbelseq_rdkit
+
+    # RDKit itself reads what follows a space as the molecule's name: that would score a sample
+    # with a garbage tail valid.
+    assert Chem.MolFromSmiles("CCO junk") is not None
+    forms = gumbelseq_rdkit.canonical_smiles(["CCO junk", "C\tC", " CCO", "CCO", "OCC"])
+    ethanol = Chem.MolToSmiles(Chem.MolFromSmiles("CCO"))
+    assert forms == [None, None, None, ethanol, ethanol]

@@ -5,6 +5,10 @@ Validity is MOSES's (``moses.metrics.utils.get_mol``): the string is not empty a
 ``Chem.MolToSmiles`` of that molecule. RDKit is imported only when the validator runs (it is
 an optional dependency: ``pip install -e '.[chem]'``), and its per-molecule warnings are
 silenced, since an invalid sample is a count in the report, not a message.
+
+One departure: a string holding whitespace is invalid. ``MolFromSmiles`` reads ``"CCO junk"``
+as ethanol named "junk" (a SMILES file's name column), which would count a sample with a
+garbage tail as a valid molecule; MOSES's models never write spaces, so its figures are unaffected.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def canonical_smiles(batch: list[str]) -> list[str | None]:
     out: list[str | None] = []
     for s in batch:
         # MolFromSmiles sanitises (MOSES sanitises a second time, which cannot change the verdict).
-        mol = Chem.MolFromSmiles(s) if s else None
+        mol = Chem.MolFromSmiles(s) if s and not any(c.isspace() for c in s) else None
         try:
             out.append(None if mol is None else Chem.MolToSmiles(mol))
         except Exception:  # noqa: BLE001 - a molecule RDKit cannot write back is not valid
