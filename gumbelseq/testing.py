@@ -37,7 +37,9 @@ def strings(
     ``min_len <= len <= max_len``. The grammar is loaded and counted once, here."""
     g = grammar if isinstance(grammar, Grammar) else load_grammar(grammar, start=start)
     language = Language(g, max_len)
-    lengths = [n for n in range(min_len, max_len + 1) if language.count(n)]
+    # Lengths of derivations (what is drawn), not of strings: with %ignore, count(n) also
+    # counts strings with ignorable text, which no derivation of length n spells.
+    lengths = [n for n in range(min_len, max_len + 1) if language.derivations(n)]
     if not lengths:
         raise ValueError(f"{g.path}: no string of length {min_len}..{max_len} in this language")
     # One sampler per length, so a drawn length is kept whatever the derivation. The first

@@ -34,11 +34,17 @@ class CorpusEntry:
     alphabet: str
     max_len: int  # exhaustive up to this length (len(alphabet) ** max_len stays small)
     algorithm: str  # what load_grammar must pick: "lalr" or "earley"
+    # For a grammar whose counts are exact: an alphabet holding every character of its language
+    # and a length, for counts by brute force (None: the counts are not exact).
+    counts: tuple[str, int] | None = None
 
 
-def _entry(file: str, alphabet: str, max_len: int, start: str = "start", algorithm: str = "lalr") -> CorpusEntry:
+def _entry(
+    file: str, alphabet: str, max_len: int, start: str = "start", algorithm: str = "lalr",
+    counts: tuple[str, int] | None = None,
+) -> CorpusEntry:
     name = file[: -len(".lark")].replace("/", "_")
-    return CorpusEntry(name, CORPUS_DIR / file, start, alphabet, max_len, algorithm)
+    return CorpusEntry(name, CORPUS_DIR / file, start, alphabet, max_len, algorithm, counts)
 
 
 CORPUS: tuple[CorpusEntry, ...] = (
@@ -59,6 +65,12 @@ CORPUS: tuple[CorpusEntry, ...] = (
     _entry("comments.lark", "ab,# \t", 6),
     _entry("verilog.lark", "inout ;,", 5),
     _entry("ambiguous.lark", "x+()", 6, algorithm="earley"),
+    _entry("ignore_greedy.lark", "axyz", 6),
+    # Ignore-separable: exact counts and masks with %ignore (gumbelseq/lang/exactness.py).
+    _entry("calc_ws.lark", "1-*() \t", 6, counts=("0123456789+-*/() \t", 4)),
+    _entry("json_ws.lark", '[]{}:,"1 \n', 5, counts=('"abtruefsln-0123456789[]{}:, \t\n\r\x0c', 3)),
+    _entry("config_kv.lark", "ab1='\n ", 6, counts=("abcdefghijklmnopqrstuvwxyz0123456789=\n' ", 3)),
+    _entry("ignore_runs.lark", "[]ab, ~", 6, counts=("[]ab, ~", 6)),
 )
 
 BY_NAME = {e.name: e for e in CORPUS}

@@ -2,7 +2,10 @@
 
 For every string over an alphabet up to a length: a prefix has a state exactly when some valid
 string of length <= L extends it; its allowed characters are exactly the next characters of
-those strings, and it may end exactly when it is valid itself.
+those strings, and it may end exactly when it is valid itself. On the built-ins and on every
+grammar of the corpus whose counts are exact (the ignore-separable ones, with ignorable
+characters in the alphabet); and, by Hypothesis, on longer valid strings with ignorable text
+and their mutants.
 """
 
 from __future__ import annotations
@@ -12,10 +15,17 @@ import itertools
 import pytest
 from lark import Lark
 
+import functools
+import random
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
 from gumbelseq.errors import UnsupportedGrammarError
 from gumbelseq.lang.constraint import Constraint
+from gumbelseq.lang.exactness import ignore_runs, terminal_strings
 from gumbelseq.lang.grammar import load_grammar
-from oracle import BY_NAME, lark_accepts
+from gumbelseq.testing import strings
+from oracle import BY_NAME, CORPUS, all_strings, lark_accepts, mutate, oracle_lark, oracle_language
 
 CASES = [
     ("arith", "x+-*/", 7),
@@ -25,11 +35,12 @@ CASES = [
 ]
 
 
-def _brute(grammar, alphabet, L):
-    parser = Lark(grammar.text, parser="lalr")
-    valid = {
-        "".join(t) for n in range(L + 1) for t in itertools.product(alphabet, repeat=n) if lark_accepts(parser, "".join(t))
-    }
+def _brute(grammar, alphabet, L, valid=None):
+    if valid is None:
+        parser = Lark(grammar.text, parser="lalr")
+        valid = {
+            "".join(t) for n in range(L + 1) for t in itertools.product(alphabet, repeat=n) if lark_accepts(parser, "".join(t))
+        }
     nexts: dict[str, set[str]] = {}
     for s in valid:
         for i in range(len(s) + 1):
@@ -43,7 +54,40 @@ def _brute(grammar, alphabet, L):
 def test_masks_equal_brute_force(name, alphabet, L):
     g = load_grammar(name)
     valid, nexts = _brute(g, alphabet, L)
-    con = Constraint(g, L, alphabet)
+    _check_masks(Constraint(g, L, alphabet), alphabet, L, valid, nexts)
+
+
+# Every corpus grammar whose counts are exact (with %ignore: the ignore-separable ones), over
+# its brute-force alphabet, which holds its ignorable characters; and a few longer runs.
+SEPARABLE = [e.name for e in CORPUS if e.counts is not None]
+LONGER = [
+    ("ignore_runs", "[]a, ~", 7),
+    ("ignore_runs", "[]a,~", 7),  # no space: runs are "~~" pairs, so a lone "~" must be finished
+    ("config_kv", "a1=\n ", 7),
+    ("calc_ws", "1+() ", 7),
+]
+
+
+@pytest.mark.parametrize("name", SEPARABLE)
+def test_masks_equal_brute_force_on_the_exact_corpus(name):
+    e = BY_NAME[name]
+    g = load_grammar(e.path, start=e.start)
+    assert ignore_runs(g) is not None and ignore_runs(g).chars & set(e.alphabet)
+    valid, nexts = _brute(g, e.alphabet, e.max_len, valid=oracle_language(name))
+    _check_masks(Constraint(g, e.max_len, e.alphabet), e.alphabet, e.max_len, valid, nexts)
+
+
+@pytest.mark.parametrize("name,alphabet,L", LONGER, ids=[f"{c[0]}-{len(c[1])}-{c[2]}" for c in LONGER])
+def test_masks_equal_brute_force_with_ignorable_text_longer(name, alphabet, L):
+    e = BY_NAME[name]
+    g = load_grammar(e.path, start=e.start)
+    parser = oracle_lark(str(e.path), e.start)
+    valid = {s for s in all_strings(alphabet, L) if lark_accepts(parser, s)}
+    valid, nexts = _brute(g, alphabet, L, valid=valid)
+    _check_masks(Constraint(g, L, alphabet), alphabet, L, valid, nexts)
+
+
+def _check_masks(con, alphabet, L, valid, nexts):
     for n in range(L + 1):
         for t in itertools.product(alphabet, repeat=n):
             p = "".join(t)
@@ -89,7 +133,7 @@ def test_walks_stay_valid_and_bounded():
         assert lark_accepts(parser, s), s
 
 
-@pytest.mark.parametrize("name", ["calc", "kwname", "adjacent", "ambiguous"])
+@pytest.mark.parametrize("name", ["calc", "kwname", "adjacent", "ambiguous", "ignore_collide", "ignore_greedy", "comments"])
 def test_grammars_beyond_the_engine_are_one_line_errors(name):
     e = BY_NAME[name]
     with pytest.raises(UnsupportedGrammarError) as info:
@@ -101,3 +145,69 @@ def test_grammars_beyond_the_engine_are_one_line_errors(name):
 def test_an_alphabet_that_cannot_write_the_language():
     with pytest.raises(UnsupportedGrammarError, match="no valid string"):
         Constraint(load_grammar("arith"), 5, "+-")
+
+
+# -- ignore-separable grammars past brute-force lengths (Hypothesis) ---------------------------
+
+LONG = 14
+
+
+@functools.lru_cache(maxsize=None)
+def _separable(name):
+    """The grammar, its whole alphabet (every terminal and ignorable character), a Constraint
+    at length LONG over it, and a strategy of valid strings with random ignorable text."""
+    e = BY_NAME[name]
+    g = load_grammar(e.path, start=e.start)
+    alphabet = "".join(sorted({c for t in terminal_strings(g) for c in t} | ignore_runs(g).chars))
+    return g, alphabet, Constraint(g, LONG, alphabet), strings(g, max_len=LONG, ignore="random")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), name=st.sampled_from(SEPARABLE), edits=st.integers(0, 3), seed=st.integers(0, 2**32))
+def test_masks_agree_with_lark_on_longer_strings_and_mutants(data, name, edits, seed):
+    g, alphabet, con, valid_strings = _separable(name)
+    parser = oracle_lark(str(BY_NAME[name].path))
+    text = data.draw(valid_strings)
+    rng = random.Random(seed)
+    # Ignorable text anywhere between tokens and at both ends, then random edits.
+    for _ in range(rng.randint(0, 2)):
+        runs = sorted(ignore_runs(g).chars)
+        i = rng.randint(0, len(text))
+        text = text[:i] + rng.choice(runs) + text[i:]
+    for _ in range(edits):
+        text = mutate(text, alphabet, rng)
+    text = text[:LONG]
+    ok = lark_accepts(parser, text)
+    state = con.state_of(text)
+    assert (state is not None and con.can_end(state)) == ok, (name, text)
+    if ok:
+        # Every prefix of a valid string is live, allows its next character, and never gets stuck.
+        for i in range(len(text)):
+            s = con.state_of(text[:i])
+            assert s is not None and text[i] in con.allowed(s), (name, text, i)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(SEPARABLE), seed=st.integers(0, 2**32), max_len=st.integers(0, LONG))
+def test_random_walks_end_valid_within_the_bound(name, seed, max_len):
+    g, alphabet, _, _ = _separable(name)
+    parser = oracle_lark(str(BY_NAME[name].path))
+    try:
+        con = Constraint(g, max_len, alphabet)
+    except UnsupportedGrammarError as e:
+        # Every grammar here has a valid string of length <= 2 ("1", "", "[]").
+        assert "no valid string" in str(e) and max_len < 2 and not lark_accepts(parser, "")
+        return
+    rng = random.Random(seed)
+    for _ in range(20):
+        state, out = con.start, []
+        while True:
+            options = sorted(con.allowed(state)) + ([None] if con.can_end(state) else [])
+            assert options  # never stuck
+            c = rng.choice(options)
+            if c is None:
+                break
+            out.append(c)
+            state = con.next(state, c)
+        s = "".join(out)
+        assert len(s) <= max_len and lark_accepts(parser, s), (name, s)

@@ -4,9 +4,10 @@
   ``Lark.parse`` and fits the length bound;
 - where nothing but spaces is ``%ignore``d, ``--ignore none`` draws exactly the valid strings
   without spaces, each equally often (chi-square), however the lexer merges or splits tokens;
-- ``Language.exact`` is a proof: where it holds, counts equal the brute-force count of Lark's
-  language; where it does not, a reason is given and (for grammars without ``%ignore``) the
-  count is an upper bound of the brute-force count;
+- ``Language.exact`` is a proof: where it holds (ignore-separable grammars with ``%ignore``
+  included), counts equal the brute-force count of Lark's language; where it does not, a reason
+  is given and (for grammars without ``%ignore``) the count is an upper bound of the brute-force
+  count;
 - ``score`` never reports a coverage above 1, and computes none when counts are not exact.
 """
 
@@ -20,6 +21,7 @@ import pytest
 from lark import Lark
 
 from gumbelseq.lang.dataset import draw_dataset
+from gumbelseq.lang.exactness import ignore_runs, terminal_strings
 from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.lang.language import Language
 from gumbelseq.lang.sampler import IGNORE_MODES
@@ -91,11 +93,27 @@ def test_exact_builtins_count_exactly_what_lark_accepts(name):
 
 
 @pytest.mark.parametrize("name", IDS)
-def test_inexact_counts_say_why_and_bound_lark_from_above(name):
+def test_counts_are_exact_or_say_why_and_bound_lark_from_above(name):
     e = BY_NAME[name]
     lang = Language(grammar(name), e.max_len)
-    # Every grammar of this corpus exercises a lexer interaction (or ambiguity) on purpose.
-    assert not lang.exact
+    # The corpus marks the grammars whose counts must be exact (the ignore-separable ones);
+    # every other grammar exercises a lexer interaction (or ambiguity) on purpose.
+    assert lang.exact == (e.counts is not None), lang.reason
+    if lang.exact:
+        alphabet, max_len = e.counts
+        assert len(set(alphabet)) == len(alphabet)  # each string once
+        runs = ignore_runs(grammar(name))
+        used = {c for t in terminal_strings(grammar(name)) for c in t} | (runs.chars if runs else set())
+        assert used <= set(alphabet), sorted(used - set(alphabet))
+        # The alphabet holds every character of the language: brute force is every string.
+        parser = oracle_lark(str(e.path), e.start)
+        strings = oracle_language(name, max_len) if alphabet == e.alphabet else [
+            s for s in all_strings(alphabet, max_len) if lark_accepts(parser, s)
+        ]
+        by_len = Counter(len(s) for s in strings)
+        counted = Language(grammar(name), max_len)
+        assert [counted.count(n) for n in range(max_len + 1)] == [by_len.get(n, 0) for n in range(max_len + 1)]
+        return
     assert lang.reason and "\n" not in lang.reason
     if not grammar(name).parser.ignore_tokens:
         # Every valid string is Lark's derivation of it, so derivations are at least as many.
@@ -132,7 +150,7 @@ def test_coverage_is_never_above_one_and_needs_exact_counts():
     lines = draw_dataset(g, 500, max_len=8, seed=1, ignore="random")
     rep = score_samples(lines, g, max_len=8)
     assert rep.language_size_exact is False and rep.coverage is None
-    assert rep.language_size_reason and "%ignore" in rep.language_size_reason
+    assert rep.language_size_reason and "NAME" in rep.language_size_reason  # infinitely many names
     arith = load_grammar("arith")
     rep = score_samples(draw_dataset(arith, 3000, max_len=5, seed=1), arith, max_len=5)
     assert rep.language_size_exact is True and 0 < rep.coverage <= 1

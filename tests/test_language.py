@@ -150,3 +150,11 @@ def test_data_with_a_huge_max_len_is_a_one_line_error(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr  # was a MemoryError traceback
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and str(LANGUAGE_MAX_LEN) in lines[0]
+
+
+@pytest.mark.parametrize("name", GRAMMARS)
+def test_without_ignore_string_counts_are_derivation_counts(name):
+    # Only an ignore-separable grammar's counts add ignorable text (tests/test_exactness_ignore.py).
+    lang = language(name, 10)
+    assert lang.exact
+    assert lang.counts == [lang.derivations(n) for n in range(11)]

@@ -7,23 +7,36 @@ only allowed characters and stops only where allowed writes valid strings, never
 ``max_len``, and is never left without a choice: if a prefix is completable, one of its next
 characters (or the end) is.
 
-How: a prefix is tracked as a set of *configurations* ``(LR stack, position in a token)``. The
-stack is Lark's own LALR(1) parse table driven by terminal names (as the recogniser does); the
-position is a node of a trie of every terminal string over ``alphabet``. A prefix that could
-end a token here *or* continue it gives two configurations. A configuration is kept only if it
-can be finished within the remaining length: the fewest characters to finish the token plus the
-fewest to finish the parse from the stack after it (a shortest-path search over stacks, whose
-edges are terminals weighted by their shortest string; memoised per stack).
+How: a prefix is tracked as a set of *configurations* ``(LR stack, position)``. The stack is
+Lark's own LALR(1) parse table driven by terminal names (as the recogniser does); the position
+is a node of a trie of every terminal string over ``alphabet`` (positive), the boundary between
+tokens (0), or, for a grammar with ``%ignore``, a state of the DFA of runs of ignorable text
+part-way through a run (negative). A prefix that could end a token here *or* continue it gives
+two configurations. A configuration is kept only if it can be finished within the remaining
+length: the fewest characters to finish the token (or the run) plus the fewest to finish the
+parse from the stack after it (a shortest-path search over stacks, whose edges are terminals
+weighted by their shortest string; memoised per stack). Ignorable text is optional, so it adds
+nothing to the fewest characters that finish a parse.
+
+Ignorable text (an *ignore-separable* grammar, ``exactness.py``): its characters occur in no
+token, so a configuration at a token boundary (or at a complete token, which then ends) may
+also start a run; a run goes on along its DFA, whose start is its only accepting state, and
+returns to the boundary (0) whenever it is complete, at the same stack. A prefix may end at the
+boundary after a complete run, never inside one. The grammar's strings are exactly a
+derivation's tokens with a run before the first and after each (``exactness.py`` proves it
+against Lark's lexer), so these masks are Lark's.
 
 Each distinct (set of configurations, remaining length) is a *state* with a number; states,
 their masks and transitions are built on first use and cached, so a model batch only looks up
 integers: ``start``, ``allowed(state)``, ``can_end(state)``, ``next(state, char)``; ``table()``
 builds every state reachable within ``max_len`` for vectorised use (up to ``max_states``).
 
-Which grammars: those whose derivations are exactly Lark's strings (``exactness.py``): then a
-string that the parse table accepts as some token sequence is one that ``Lark.parse`` accepts,
-lexer included. For the others (``%ignore``, terminals that merge or collide, infinite
-terminals, Earley) the constructor raises a one-line error naming the reason.
+Which grammars: those whose counts are exact (``exactness.py``): plain ones, whose derivations
+are exactly Lark's strings, and ignore-separable ones; then a string that the parse table
+accepts as some token sequence (with runs of ignorable text between tokens) is one that
+``Lark.parse`` accepts, lexer included. For the others (``%ignore`` that can touch a token,
+terminals that merge or collide, infinite terminals, Earley) the constructor raises a one-line
+error naming the reason.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ from typing import Iterable
 from lark.parsers.lalr_analysis import LALR_Analyzer, Shift
 
 from ..errors import UnsupportedGrammarError
-from .exactness import exactness, terminal_strings
+from .exactness import exactness, ignore_runs, terminal_strings
 from .grammar import Grammar
 
 END = "$END"
@@ -83,9 +96,19 @@ class Constraint:
                     if k + 1 < here.get(term, _INF):
                         here[term] = k + 1
         self._min_term = dict(self._finish[0])  # shortest string of each terminal
+        # Runs of ignorable text: DFA state q > 0 is node -q; state 0 is the boundary (node 0).
+        # _run_step[q]: char -> next node (0 when the run is complete), only alphabet characters.
+        runs = ignore_runs(grammar)
+        self._run_step: list[dict[str, int]] = []
+        self._run_finish: list[float] = []
+        if runs is not None:
+            self._run_step = [{c: -r for c, r in row.items() if c in allowed_chars} for row in runs.step]
+            self._run_finish = runs.to_end(allowed_chars)
+        self._run_start = self._run_step[0] if self._run_step else {}
         self._min_sym = self._shortest_derivations(grammar)
         self._mincomp: dict[tuple, float] = {}
         self._feed_cache: dict[tuple[tuple, str], tuple | None] = {}
+        self._cost_cache: dict[tuple[tuple, int], float] = {}
         # States: key (frozenset of configurations, remaining) -> id.
         self._ids: dict[tuple[frozenset, int], int] = {}
         self._keys: list[tuple[frozenset, int]] = []
@@ -218,10 +241,22 @@ class Constraint:
     # -- configurations ------------------------------------------------------------------
 
     def _cost(self, config: tuple[tuple, int]) -> float:
-        """Fewest characters that finish a valid string from ``config``."""
+        """Fewest characters that finish a valid string from ``config`` (memoised: a
+        configuration recurs in many states, at many remaining lengths)."""
+        hit = self._cost_cache.get(config)
+        if hit is not None:
+            return hit
+        cost = self._config_cost(config)
+        if len(self._cost_cache) < 2_000_000:
+            self._cost_cache[config] = cost
+        return cost
+
+    def _config_cost(self, config: tuple[tuple, int]) -> float:
         stack, node = config
         if node == 0:
             return self._complete_cost(stack)
+        if node < 0:  # inside a run of ignorable text: finish it, then the parse
+            return self._run_finish[-node] + self._complete_cost(stack)
         best = _INF
         for term, k in self._finish[node].items():
             after = self._feed(stack, term)
@@ -249,10 +284,19 @@ class Constraint:
         configs, remaining = self._keys[sid]
         moves: dict[str, set] = {}
         can_end = False
+        run_start = self._run_start
         for stack, node in configs:
+            if node < 0:  # inside a run: only its DFA's characters; it cannot end here
+                if remaining > 0:
+                    for c, nxt in self._run_step[-node].items():
+                        moves.setdefault(c, set()).add((stack, nxt))
+                continue
             term = self._complete[node] if node else None
             if node == 0:
                 can_end = can_end or self._feed(stack, END) is _ACCEPT
+                if remaining > 0:
+                    for c, nxt in run_start.items():
+                        moves.setdefault(c, set()).add((stack, nxt))
             elif term is not None:
                 after = self._feed(stack, term)
                 if after is not None and after is not _ACCEPT:
@@ -260,6 +304,8 @@ class Constraint:
                     if remaining > 0:
                         for c, child in self._children[0].items():
                             moves.setdefault(c, set()).add((after, child))
+                        for c, nxt in run_start.items():
+                            moves.setdefault(c, set()).add((after, nxt))
             if remaining > 0:
                 for c, child in self._children[node].items():
                     moves.setdefault(c, set()).add((stack, child))

@@ -117,7 +117,16 @@ class Grammar:
                 ok, column, names = self._fast.check(text)
                 if ok:
                     return Validation(True)
-                context = f"{text}\n{' ' * (column - 1)}^\n" if text else ""
+                line = text
+                if "\n" in text and column <= len(text):
+                    # Lark counts a column from the start of its line (a grammar that %ignores
+                    # line breaks reads many lines); the end of the text stays len(text) + 1,
+                    # as for the Earley path.
+                    start = text.rfind("\n", 0, column - 1) + 1
+                    end = text.find("\n", column - 1)
+                    line = text[start : end if end >= 0 else len(text)]
+                    column -= start
+                context = f"{line}\n{' ' * (column - 1)}^\n" if text else ""
                 return Validation(False, column, self._expected(names), context)
             try:
                 self.parser.parse(text)

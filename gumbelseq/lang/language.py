@@ -7,15 +7,22 @@ multi-character and regex terminals count the same way single characters do.
 
 From these tables come:
 
-* ``count(n)`` / ``count_upto(L)``: the number of derivations by length. They are the string
-  counts of Lark's language exactly when ``exactness.py`` proves that derivations and strings
-  correspond one to one (``Language.exact``; otherwise ``Language.reason`` says why not: an
-  ambiguous grammar, ``%ignore``, tokens that Lark's lexer can read differently).
+* ``count(n)`` / ``count_upto(L)``: the number of strings of Lark's language by length, exactly
+  when ``exactness.py`` proves it (``Language.exact``; otherwise ``Language.reason`` says why not,
+  and the counts are derivation counts: an ambiguous grammar, infinite terminals, tokens that
+  Lark's lexer can read differently, ``%ignore`` that this analysis does not cover). For a
+  grammar without ``%ignore`` these are the derivation counts. For an *ignore-separable*
+  grammar (``%ignore`` whose text can never merge with or split a token) each string is one
+  derivation with a run of ignorable text before the first token and after every token, so
+  the counts are those of the grammar in which every terminal ``T`` is replaced by ``T R``,
+  times ``R`` for the leading run, where ``R`` counts the runs by length (a DFA: each distinct
+  run once).
+* ``derivations(n)``: derivation counts (without ignorable text), which drawing uses.
 * ``derive_uniform`` / ``derive_pcfg``: a derivation as its ``(terminal, text)`` tokens;
   ``sampler.py`` turns tokens into text and keeps only what Lark reads back as those tokens.
 * ``sample_uniform``: the recursive method (Flajolet, Zimmermann & Van Cutsem 1994): choose a
-  length with weight count(n), then each rule and each split of the length by the number of
-  derivations below it. Every derivation of length <= L is equally likely, with no rejection.
+  length with weight derivations(n), then each rule and each split of the length by the number
+  of derivations below it. Every derivation of length <= L is equally likely, with no rejection.
 * ``sample_pcfg``: a random derivation where each alternative of a rule is equally likely
   among those that can still fit in the remaining length budget (lengths of later symbols are
   reserved from their minimum lengths), so the bound holds without rejection.
@@ -29,7 +36,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from ..errors import GumbelseqError, UnsupportedGrammarError
-from .exactness import exactness
+from .exactness import exactness, ignore_runs
 from .grammar import Grammar
 from .regex import RegexLanguage
 
@@ -110,17 +117,19 @@ class Language:
         t = self._terminals.get(name)
         return t._counts if t is not None else self._nt[name]
 
-    def _tabulate(self) -> None:
+    def _fixed_point(self, terminals: dict[str, list[int]]) -> tuple[dict[str, list[int]], dict[_Rule, list[list[int]]]]:
+        """Per nonterminal, the number of derivations of each length when each terminal has the
+        counts ``terminals`` gives; and per rule, the same for each suffix of its symbols."""
         L = self.max_len
-        self._nt: dict[str, list[int]] = {a: [0] * (L + 1) for a in self._rules}
-        # _suffix[rule][i][n]: derivations of rule.symbols[i:] producing exactly n characters.
-        self._suffix: dict[_Rule, list[list[int]]] = {}
+        nt: dict[str, list[int]] = {a: [0] * (L + 1) for a in self._rules}
+        # suffix[rule][i][n]: derivations of rule.symbols[i:] producing exactly n characters.
+        suffix: dict[_Rule, list[list[int]]] = {}
         for rules in self._rules.values():
             for r in rules:
                 tabs = [[0] * (L + 1) for _ in range(len(r.symbols) + 1)]
                 tabs[-1][0] = 1
-                self._suffix[r] = tabs
-        all_rules = list(self._suffix)
+                suffix[r] = tabs
+        all_rules = list(suffix)
         limit = len(self._rules) + 2
         for n in range(L + 1):
             # At a fixed length, a nonterminal can depend on another at the same length only
@@ -128,29 +137,47 @@ class Language:
             # Without a cycle of such dependencies, |nonterminals| + 1 rounds settle it.
             for _ in range(limit + 1):
                 for r in all_rules:
-                    tabs = self._suffix[r]
+                    tabs = suffix[r]
                     for i in range(len(r.symbols) - 1, -1, -1):
-                        c = self._sym(r.symbols[i])
+                        name = r.symbols[i]
+                        c = terminals.get(name) or nt[name]
                         nxt = tabs[i + 1]
                         tabs[i][n] = sum(c[m] * nxt[n - m] for m in range(n + 1) if c[m])
                 changed = False
                 for a, rules in self._rules.items():
-                    v = sum(self._suffix[r][0][n] for r in rules)
-                    if v != self._nt[a][n]:
-                        self._nt[a][n] = v
+                    v = sum(suffix[r][0][n] for r in rules)
+                    if v != nt[a][n]:
+                        nt[a][n] = v
                         changed = True
                 if not changed:
                     break
             else:
-                growing = sorted(a for a in self._rules if self._nt[a][n])
+                growing = sorted(a for a in self._rules if nt[a][n])
                 raise UnsupportedGrammarError(
                     f"{self.grammar.path}: infinitely many derivations of length {n} "
                     f"(a cycle of rules that consume no input, through {', '.join(growing[:5])})"
                 )
+        return nt, suffix
+
+    def _tabulate(self) -> None:
+        L = self.max_len
+        self._nt, self._suffix = self._fixed_point({name: t._counts for name, t in self._terminals.items()})
         start = self.grammar.start
         if start not in self._nt:
             raise UnsupportedGrammarError(f"{self.grammar.path}: no rule named {start!r}")
-        self.counts: list[int] = list(self._nt[start])
+        #: Derivations by length: the weights of ``derive_uniform``'s choice of a length.
+        self._derivations: list[int] = list(self._nt[start])
+        runs = ignore_runs(self.grammar)
+        if runs is None:
+            #: Strings of Lark's language by length (derivations when ``exact`` is False).
+            self.counts: list[int] = self._derivations
+        else:
+            # Ignore-separable (exactness.py): every token is followed by a run of ignorable
+            # text and one run leads; a string is one derivation and its runs, so counts are
+            # the same fixed point with each terminal's series times the runs' series.
+            r = runs.counts(L)
+            nt, _ = self._fixed_point({name: _times(t._counts, r) for name, t in self._terminals.items()})
+            self.counts = _times(r, nt[start])
         self._min_len = {a: next((n for n, c in enumerate(t) if c), None) for a, t in self._nt.items()}
         for name, t in self._terminals.items():
             self._min_len[name] = next((n for n, c in enumerate(t.counts) if c), None)
@@ -170,13 +197,19 @@ class Language:
         self._split_cum: dict[tuple[_Rule, int, int], tuple[list[int], list[int]]] = {}
 
     def count(self, n: int) -> int:
-        """Number of strings (derivations, for an ambiguous grammar) of exactly ``n`` characters."""
+        """Number of strings of Lark's language of exactly ``n`` characters (ignorable text
+        included) when ``exact``; otherwise of derivations."""
         return self.counts[n] if 0 <= n <= self.max_len else 0
 
     def count_upto(self, max_len: int | None = None) -> int:
-        """Number of strings (derivations) of length <= ``max_len`` (default: the table's bound)."""
+        """Number of strings (as ``count``) of length <= ``max_len`` (default: the table's bound)."""
         top = self.max_len if max_len is None else min(max_len, self.max_len)
         return sum(self.counts[: top + 1])
+
+    def derivations(self, n: int) -> int:
+        """Number of derivations of exactly ``n`` characters (no ignorable text): what
+        ``derive_uniform`` draws from. Equal to ``count(n)`` for a grammar without ``%ignore``."""
+        return self._derivations[n] if 0 <= n <= self.max_len else 0
 
     # -- uniform sampling ------------------------------------------------------------------
 
@@ -187,7 +220,7 @@ class Language:
 
     def derive_uniform(self, rng: random.Random, min_len: int = 0) -> list[Token]:
         """A derivation's tokens, uniform over derivations of length ``min_len``..``max_len``."""
-        weights = self.counts[min_len:]
+        weights = self._derivations[min_len:]
         if not any(weights):
             raise UnsupportedGrammarError(
                 f"{self.grammar.path}: no string of length {min_len}..{self.max_len} in this language"
@@ -278,6 +311,12 @@ class Language:
                 r = fits[rng.randrange(len(fits))]
                 frames.append([r.symbols, 0, used, room, self._reserve[r], depth + 1])
         return out
+
+
+def _times(a: list[int], b: list[int]) -> list[int]:
+    """The product of two count series, cut at their common length."""
+    n = min(len(a), len(b))
+    return [sum(a[m] * b[k - m] for m in range(k + 1) if a[m]) for k in range(n)]
 
 
 def _choose(rng: random.Random, weights: list[int]) -> int:
