@@ -406,6 +406,149 @@ def _training_data(path: str, column: str | None) -> list[str]:
     return lines
 
 
+# -- sweep --------------------------------------------------------------------------------------
+
+
+@main.command("sweep")
+@click.argument("file", type=str)
+@click.option("--out", "out_dir", type=str, default=None, help="Sweep folder: a new or empty folder, or this sweep's own (re-running the same command resumes it) [default: runs/sweep-<name>].")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Local worker processes sharing the storage, each with max(1, CPUs // N) torch threads (1: train in this process).")
+@click.option("--storage", default=None, metavar="URL", help="Optuna storage: a journal file path (one machine, or a shared filesystem) or a database URL such as postgresql://user@host/db; the same command on several machines then joins one sweep [default: DIR/optuna.journal].")
+@click.option("--json", "as_json", is_flag=True, help="Print the trials as one JSON object instead of tables.")
+@plugins_dir_option
+@domain_errors
+def sweep_cmd(file: str, out_dir: str | None, workers: int, storage: str | None, as_json: bool, plugins_dir: str | None) -> None:
+    """Sweep backend options on Optuna (a grid, or a seeded TPE search) as FILE says (.toml, .yaml or .json).
+
+    Each trial is a run directory made as `gumbelseq train` makes one, then sampled and scored.
+    Ctrl-C stops cleanly (exit 130); the same command again resumes: complete trials are kept,
+    interrupted ones retried."""
+    import time
+
+    from .model.sweep import load_sweep_file, missing_trials, run_sweep
+
+    t0 = time.monotonic()
+    try:
+        spec = load_sweep_file(file, plugins_dir=plugins_dir)
+        out_dir = out_dir or f"runs/sweep-{spec.name}"
+        with _SweepDisplay(spec) as display:
+            results = run_sweep(spec, out_dir, workers=workers, storage=storage, on_update=display.update,
+                                on_message=display.message, plugins_dir=plugins_dir)
+    except KeyboardInterrupt:
+        where = f" in {out_dir}" if out_dir else ""
+        err.print(f"stopped; run the same command again to resume the sweep{where}")
+        sys.exit(130)
+    elapsed = time.monotonic() - t0
+    if as_json:
+        from .model.sweep import best_by_params
+
+        _emit_json({"name": spec.name, "out": out_dir, "mode": spec.mode, "metric": spec.metric,
+                    "direction": spec.direction, "seconds": round(elapsed, 1),
+                    "trials": [r.to_dict() for r in results], "by_params": best_by_params(spec, results)})
+    else:
+        _print_sweep(spec, results, out_dir)
+    err.print(f"sweep folder: {out_dir} ({len(results)} trials, {elapsed:.0f} s)")
+    missing = missing_trials(spec, results)
+    if missing:
+        raise click.ClickException(f"{missing} of {spec.n_planned()} trials did not complete (their error is in"
+                                   f" {out_dir}/results.jsonl); run the same command again to retry them")
+
+
+def _sweep_value(metric: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if metric in ("validity", "novelty", "coverage", "reference_coverage"):
+        return f"{100 * v:.2f}%"
+    if metric.startswith("tv_"):
+        return f"{v:.4f}"
+    return f"{v:g}"
+
+
+def _sweep_table(spec: Any, results: list, title: str) -> Table:
+    import time
+
+    names = spec.option_names
+    extra = [] if spec.metric == "validity" else ["validity"]
+    retries = any(r.retry_of is not None for r in results)
+    table = Table("#", *names, "seed", "state", spec.metric, *extra, "seconds", *(["retry of"] if retries else []), title=title)
+    now = time.time()
+    for r in results:
+        secs = r.seconds if r.seconds is not None else (now - r.started if r.state == "running" and r.started else None)
+        state = {"complete": "[green]complete[/]", "failed": "[red]failed[/]", "interrupted": "[yellow]interrupted[/]"}.get(r.state, r.state)
+        cells = [str(r.number), *(str(r.params.get(n, "-")) for n in names), str(r.seed), state,
+                 _sweep_value(spec.metric, r.value if r.value is not None else r.metrics.get(spec.metric)),
+                 *(_sweep_value(m, r.metrics.get(m)) for m in extra), "-" if secs is None else f"{secs:.1f}"]
+        if retries:
+            cells.append("-" if r.retry_of is None else str(r.retry_of))
+        table.add_row(*cells)
+    return table
+
+
+def _print_sweep(spec: Any, results: list, out_dir: str) -> None:
+    from .model.sweep import best_by_params
+
+    done = sum(1 for r in results if r.state == "complete")
+    out.print(_sweep_table(spec, results, f"sweep {spec.name}: {spec.mode}, {done} complete trials, {spec.direction} {spec.metric}"))
+    groups = best_by_params(spec, results)
+    if groups and len(spec.seeds) > 1:
+        table = Table(*spec.option_names, "seeds", f"mean {spec.metric}", "min", "max", title=f"by options, over seeds (best first)")
+        for g in groups:
+            table.add_row(*(str(g["params"].get(n, "-")) for n in spec.option_names), str(len(g["seeds"])),
+                          *(_sweep_value(spec.metric, g[k]) for k in ("mean", "min", "max")))
+        out.print(table)
+    for r in results:
+        if r.state == "failed" and r.error:
+            _notice(f"trial {r.number} failed: {r.error}")
+
+
+class _SweepDisplay:
+    """The sweep's progress on stderr: a live table on a terminal (refreshed from the storage,
+    so it shows every worker's and machine's trials), one line per event in a log."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.live = None
+        self.seen: dict[int, str] | None = None
+        if err.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(console=err, refresh_per_second=2, transient=True)
+
+    def __enter__(self) -> "_SweepDisplay":
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def message(self, msg: str) -> None:
+        (self.live.console if self.live is not None else err).print(msg)
+
+    def update(self, results: list) -> None:
+        if self.live is not None:
+            done = sum(1 for r in results if r.state == "complete")
+            self.live.update(_sweep_table(self.spec, results, f"sweep {self.spec.name}: {done}/{self.spec.n_planned()} complete"))
+            return
+        if self.seen is None:  # what a resumed sweep had finished before is said once
+            self.seen = {r.number: r.state for r in results if r.state in ("complete", "failed", "interrupted")}
+            if self.seen:
+                done = sum(1 for s in self.seen.values() if s == "complete")
+                err.print(f"resuming: {done} complete trials kept, {len(self.seen) - done} failed or interrupted before")
+        for r in results:
+            if self.seen.get(r.number) == r.state or r.state == "waiting":
+                continue
+            self.seen[r.number] = r.state
+            shown = ", ".join([*(f"{k}={v}" for k, v in r.params.items()), f"seed={r.seed}"])
+            if r.state == "running":
+                err.print(f"trial {r.number} ({shown}): running")
+            elif r.state == "complete":
+                err.print(f"trial {r.number} ({shown}): complete, {self.spec.metric} {_sweep_value(self.spec.metric, r.value)}, {r.seconds or 0:.1f} s")
+            else:
+                err.print(f"trial {r.number} ({shown}): {r.state}" + (f": {r.error}" if r.error else ""))
+
+
 @main.command("sample")
 @click.option("--run", "run_dir", type=str, default=None, help="Run directory [default: the last trained run].")
 @click.option("-n", "count", type=click.IntRange(min=0), default=100, show_default=True)
