@@ -3,6 +3,9 @@ paper's recipe with one ingredient added, all on the training set of `gumbelseq 
 
     python experiments/ablate_best.py --out ablation [--seed 0] [--only KEY ...]
 
+The rows are those of ``experiments/ablation.toml``; over several seeds, use that suite file:
+``gumbelseq reproduce --suite experiments/ablation.toml --seeds 0-4 --out ablation-seeds``.
+
 Prints a markdown table (the one in the README) and writes ablation/ablation.json. Re-running
 reuses finished runs. Every row is a real run; nothing is copied from elsewhere.
 """
@@ -16,26 +19,13 @@ from pathlib import Path
 from gumbelseq.lang.dataset import draw_dataset
 from gumbelseq.outputs import write_lines
 from gumbelseq.lang.grammar import load_grammar
-from gumbelseq.model.reproduce import COLUMNS, MAX_LEN, N_TRAIN, ModelSpec, Reproduction, _environment, run_model, table_rows
+from gumbelseq.model.reproduce import COLUMNS, MAX_LEN, N_TRAIN, Reproduction, _environment, run_model, table_rows
+from gumbelseq.model.suite_file import get_suite
 from gumbelseq.model.train import read_data
 
-GAN = "gumbel-lstm-gan"
-VARIANTS = [
-    ModelSpec("best", "best", GAN, {"preset": "best"}, "the preset"),
-    ModelSpec("best-no-pretrain", "best, no MLE pre-training", GAN, {"preset": "best", "pretrain_iters": 0}, "-pretrain"),
-    ModelSpec("best-soft", "best, soft (no straight-through), real_peak 0.9", GAN,
-              {"preset": "best", "hard": False, "real_peak": 0.9}, "-hard"),
-    ModelSpec("best-small", "best, state 10 (paper size)", GAN, {"preset": "best", "hidden_g": 10, "hidden_d": 10}, "-size"),
-    ModelSpec("best-1d", "best, 1 D step", GAN, {"preset": "best", "d_steps": 1}, "-d_steps"),
-    ModelSpec("best-mle-only", "best, MLE for all iterations (no adversarial phase)", GAN,
-              {"preset": "best", "pretrain_iters": 20000}, "pretrain only"),
-    ModelSpec("paper-relgan", "paper + RelGAN temperature (exp. 1 -> 0.01)", GAN,
-              {"preset": "paper", "schedule": "exponential", "tau_start": 1.0, "tau_end": 0.01}, "+large inverse temperature"),
-    ModelSpec("paper-5d", "paper + 5 D steps", GAN, {"preset": "paper", "d_steps": 5}, "+d_steps"),
-    ModelSpec("paper-hard", "paper + straight-through", GAN, {"preset": "paper", "hard": True}, "+hard"),
-    ModelSpec("paper-pretrain", "paper + 2000 MLE pre-training iterations", GAN,
-              {"preset": "paper", "pretrain_iters": 2000}, "+pretrain"),
-]
+#: The rows are declared once, in the suite file beside this script (which `gumbelseq reproduce
+#: --suite experiments/ablation.toml --seeds ...` runs over several seeds).
+SUITE = Path(__file__).with_name("ablation.toml")
 
 
 def main() -> None:
@@ -54,7 +44,7 @@ def main() -> None:
         train_set = draw_dataset(grammar, N_TRAIN, max_len=MAX_LEN, seed=args.seed)  # same as reproduce
         write_lines(train_path, train_set)
     rows = []
-    for spec in VARIANTS:
+    for spec in get_suite(str(SUITE)).rows or ():
         if args.only and spec.key not in args.only:
             continue
         rows.append(run_model(spec, out / "runs" / spec.key, train_set, grammar, seed=args.seed,
