@@ -50,8 +50,9 @@ def _entry(
 CORPUS: tuple[CorpusEntry, ...] = (
     _entry("calc.lark", "1.e+*() ", 5),
     _entry("config.lark", 'ano1=;" ', 5),
-    _entry("composed/main.lark", "[],1x ", 6),
-    _entry("composed/lists.lark", "[],1x ", 5, start="list"),
+    # Regular class (NUM /[0-9]+/ has infinitely many strings): exact since infinite terminals.
+    _entry("composed/main.lark", "[],1x ", 6, counts=("0123456789[],x ", 4)),
+    _entry("composed/lists.lark", "[],1x ", 5, start="list", counts=("0123456789[],x", 4)),
     _entry("collide_ctx.lark", "xyzabc", 5),
     _entry("collide_earley.lark", "ab1 ", 5, algorithm="earley"),
     _entry("kwname.lark", "if; ", 7),
@@ -71,6 +72,10 @@ CORPUS: tuple[CorpusEntry, ...] = (
     _entry("json_ws.lark", '[]{}:,"1 \n', 5, counts=('"abtruefsln-0123456789[]{}:, \t\n\r\x0c', 3)),
     _entry("config_kv.lark", "ab1='\n ", 6, counts=("abcdefghijklmnopqrstuvwxyz0123456789=\n' ", 3)),
     _entry("ignore_runs.lark", "[]ab, ~", 6, counts=("[]ab, ~", 6)),
+    # Regular class: terminals with infinitely many strings (gumbelseq/lang/exactness.py).
+    _entry("int_sum.lark", "01+ ", 6, counts=("0123456789+ ", 4)),
+    _entry("name_list.lark", "ab[], ", 6, counts=("abcdefghijklmnopqrstuvwxyz[], ", 3)),
+    _entry("calc_int.lark", "1-*() \t", 6, counts=("0123456789+-*/() \t", 4)),
 )
 
 BY_NAME = {e.name: e for e in CORPUS}

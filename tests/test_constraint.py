@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gumbelseq.errors import UnsupportedGrammarError
 from gumbelseq.lang.constraint import Constraint
-from gumbelseq.lang.exactness import ignore_runs, terminal_strings
+from gumbelseq.lang.exactness import ignore_runs, terminal_dfas, terminal_strings
 from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.testing import strings
 from oracle import BY_NAME, CORPUS, all_strings, lark_accepts, mutate, oracle_lark, oracle_language
@@ -61,6 +61,9 @@ def test_masks_equal_brute_force(name, alphabet, L):
 # its brute-force alphabet, which holds its ignorable characters; and a few longer runs.
 SEPARABLE = [e.name for e in CORPUS if e.counts is not None]
 LONGER = [
+    ("int_sum", "012+ ", 7),  # infinite terminals (the regular class)
+    ("name_list", "ab[], ", 7),
+    ("calc_int", "12+() ", 7),
     ("ignore_runs", "[]a, ~", 7),
     ("ignore_runs", "[]a,~", 7),  # no space: runs are "~~" pairs, so a lone "~" must be finished
     ("config_kv", "a1=\n ", 7),
@@ -72,7 +75,8 @@ LONGER = [
 def test_masks_equal_brute_force_on_the_exact_corpus(name):
     e = BY_NAME[name]
     g = load_grammar(e.path, start=e.start)
-    assert ignore_runs(g) is not None and ignore_runs(g).chars & set(e.alphabet)
+    if g.parser.ignore_tokens:
+        assert ignore_runs(g) is not None and ignore_runs(g).chars & set(e.alphabet)
     valid, nexts = _brute(g, e.alphabet, e.max_len, valid=oracle_language(name))
     _check_masks(Constraint(g, e.max_len, e.alphabet), e.alphabet, e.max_len, valid, nexts)
 
@@ -133,7 +137,9 @@ def test_walks_stay_valid_and_bounded():
         assert lark_accepts(parser, s), s
 
 
-@pytest.mark.parametrize("name", ["calc", "kwname", "adjacent", "ambiguous", "ignore_collide", "ignore_greedy", "comments"])
+@pytest.mark.parametrize(
+    "name", ["calc", "kwname", "adjacent", "ambiguous", "ignore_collide", "ignore_greedy", "comments", "lazy", "priority", "verilog"]
+)
 def test_grammars_beyond_the_engine_are_one_line_errors(name):
     e = BY_NAME[name]
     with pytest.raises(UnsupportedGrammarError) as info:
@@ -158,7 +164,9 @@ def _separable(name):
     at length LONG over it, and a strategy of valid strings with random ignorable text."""
     e = BY_NAME[name]
     g = load_grammar(e.path, start=e.start)
-    alphabet = "".join(sorted({c for t in terminal_strings(g) for c in t} | ignore_runs(g).chars))
+    runs = ignore_runs(g)
+    chars = {c for t in terminal_strings(g) for c in t} | {c for d in terminal_dfas(g).values() for c in d.chars}
+    alphabet = "".join(sorted(chars | (runs.chars if runs else set())))
     return g, alphabet, Constraint(g, LONG, alphabet), strings(g, max_len=LONG, ignore="random")
 
 
@@ -166,11 +174,11 @@ def _separable(name):
 @given(data=st.data(), name=st.sampled_from(SEPARABLE), edits=st.integers(0, 3), seed=st.integers(0, 2**32))
 def test_masks_agree_with_lark_on_longer_strings_and_mutants(data, name, edits, seed):
     g, alphabet, con, valid_strings = _separable(name)
-    parser = oracle_lark(str(BY_NAME[name].path))
+    parser = oracle_lark(str(BY_NAME[name].path), BY_NAME[name].start)
     text = data.draw(valid_strings)
     rng = random.Random(seed)
     # Ignorable text anywhere between tokens and at both ends, then random edits.
-    for _ in range(rng.randint(0, 2)):
+    for _ in range(rng.randint(0, 2) if ignore_runs(g) else 0):
         runs = sorted(ignore_runs(g).chars)
         i = rng.randint(0, len(text))
         text = text[:i] + rng.choice(runs) + text[i:]
@@ -191,7 +199,7 @@ def test_masks_agree_with_lark_on_longer_strings_and_mutants(data, name, edits, 
 @given(name=st.sampled_from(SEPARABLE), seed=st.integers(0, 2**32), max_len=st.integers(0, LONG))
 def test_random_walks_end_valid_within_the_bound(name, seed, max_len):
     g, alphabet, _, _ = _separable(name)
-    parser = oracle_lark(str(BY_NAME[name].path))
+    parser = oracle_lark(str(BY_NAME[name].path), BY_NAME[name].start)
     try:
         con = Constraint(g, max_len, alphabet)
     except UnsupportedGrammarError as e:

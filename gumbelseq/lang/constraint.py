@@ -9,11 +9,13 @@ characters (or the end) is.
 
 How: a prefix is tracked as a set of *configurations* ``(LR stack, position)``. The stack is
 Lark's own LALR(1) parse table driven by terminal names (as the recogniser does); the position
-is a node of a trie of every terminal string over ``alphabet`` (positive), the boundary between
-tokens (0), or, for a grammar with ``%ignore``, a state of the DFA of runs of ignorable text
+is a node of a trie of every terminal string over ``alphabet`` (positive; for terminals with
+infinitely many strings, a node of the subset automaton of all terminals' DFAs run side by side,
+of which the trie is the finite case), the boundary between tokens (0), or, for a grammar with ``%ignore``, a state of the DFA of runs of ignorable text
 part-way through a run (negative). A prefix that could end a token here *or* continue it gives
 two configurations. A configuration is kept only if it can be finished within the remaining
-length: the fewest characters to finish the token (or the run) plus the fewest to finish the
+length: the fewest characters to finish the token (or the run; per node and terminal, a
+breadth-first distance to an accepting node, exact and computed once) plus the fewest to finish the
 parse from the stack after it (a shortest-path search over stacks, whose edges are terminals
 weighted by their shortest string; memoised per stack). Ignorable text is optional, so it adds
 nothing to the fewest characters that finish a parse.
@@ -32,10 +34,11 @@ integers: ``start``, ``allowed(state)``, ``can_end(state)``, ``next(state, char)
 builds every state reachable within ``max_len`` for vectorised use (up to ``max_states``).
 
 Which grammars: those whose counts are exact (``exactness.py``): plain ones, whose derivations
-are exactly Lark's strings, and ignore-separable ones; then a string that the parse table
+are exactly Lark's strings, ignore-separable ones, and regular ones (infinite terminals); then a string that the parse table
 accepts as some token sequence (with runs of ignorable text between tokens) is one that
 ``Lark.parse`` accepts, lexer included. For the others (``%ignore`` that can touch a token,
-terminals that merge or collide, infinite terminals, Earley) the constructor raises a one-line
+terminals that merge or collide, a terminal regex whose Python match may not be its whole
+string, Earley) the constructor raises a one-line
 error naming the reason.
 """
 
@@ -46,7 +49,7 @@ from typing import Iterable
 from lark.parsers.lalr_analysis import LALR_Analyzer, Shift
 
 from ..errors import UnsupportedGrammarError
-from .exactness import exactness, ignore_runs, terminal_strings
+from .exactness import exactness, ignore_runs, terminal_dfas, terminal_strings
 from .grammar import Grammar
 
 END = "$END"
@@ -69,32 +72,16 @@ class Constraint:
         self.alphabet = sorted(set(alphabet))
         allowed_chars = set(self.alphabet)
         self._load_table(grammar)
-        # The trie of every terminal string writable with the alphabet.
+        # _children[node]: char -> node inside a token; _complete[node]: the terminals whose
+        # string ends there; _finish[node]: terminal -> fewest more characters to finish one.
         self._children: list[dict[str, int]] = [{}]
-        self._complete: list[str | None] = [None]
-        for s, term in terminal_strings(grammar).items():
-            if not s or set(s) - allowed_chars:
-                continue
-            node = 0
-            for c in s:
-                nxt = self._children[node].get(c)
-                if nxt is None:
-                    nxt = len(self._children)
-                    self._children[node][c] = nxt
-                    self._children.append({})
-                    self._complete.append(None)
-                node = nxt
-            self._complete[node] = term
-        # finish[node]: terminal -> fewest more characters to complete a string of it from node.
-        self._finish: list[dict[str, int]] = [dict() for _ in self._children]
-        for node in reversed(range(len(self._children))):  # children have larger numbers
-            here = self._finish[node]
-            if self._complete[node] is not None:
-                here[self._complete[node]] = 0
-            for child in self._children[node].values():
-                for term, k in self._finish[child].items():
-                    if k + 1 < here.get(term, _INF):
-                        here[term] = k + 1
+        self._complete: list[tuple[str, ...]] = [()]
+        self._finish: list[dict[str, int]] = [{}]
+        dfas = terminal_dfas(grammar)
+        if dfas:
+            self._build_automaton(dfas, allowed_chars)
+        else:
+            self._build_trie(terminal_strings(grammar), allowed_chars)
         self._min_term = dict(self._finish[0])  # shortest string of each terminal
         # Runs of ignorable text: DFA state q > 0 is node -q; state 0 is the boundary (node 0).
         # _run_step[q]: char -> next node (0 when the run is complete), only alphabet characters.
@@ -122,6 +109,85 @@ class Constraint:
                 f"{grammar.path}: no valid string of length <= {max_len} can be written with the"
                 f" characters {''.join(self.alphabet)!r}"
             )
+
+    def _build_trie(self, strings: dict[str, str], allowed_chars: set[str]) -> None:
+        """The trie of every terminal string writable with the alphabet (finite terminals)."""
+        children, complete = self._children, self._complete  # locals: json has ~190k nodes
+        for s, term in strings.items():
+            if not s or set(s) - allowed_chars:
+                continue
+            node = 0
+            for c in s:
+                nxt = children[node].get(c)
+                if nxt is None:
+                    nxt = len(children)
+                    children[node][c] = nxt
+                    children.append({})
+                    complete.append(())
+                node = nxt
+            complete[node] = (term,)
+        finish: list[dict[str, int]] = [{} for _ in children]
+        for node in reversed(range(len(children))):  # children have larger numbers
+            here = finish[node]
+            if complete[node]:
+                here[complete[node][0]] = 0
+            for child in children[node].values():
+                for term, k in finish[child].items():
+                    if k + 1 < here.get(term, _INF):
+                        here[term] = k + 1
+        self._finish = finish
+
+    def _build_automaton(self, dfas: dict, allowed_chars: set[str]) -> None:
+        """The trie's generalisation for terminals with infinitely many strings: the subset
+        automaton of all terminals' DFAs run side by side (a node is the set of ``(terminal,
+        DFA state)`` pairs a token prefix reaches), over the alphabet only, keeping the nodes
+        from which some terminal can still be finished with it. Node 0 is the token boundary;
+        a token prefix never comes back to it (its subset gets its own node)."""
+        names = sorted(dfas)
+        start = frozenset((n, dfas[n].initial) for n in names)
+        number = {start: 1}
+        subsets = [frozenset(), start]  # 0: the boundary, whose moves are the start subset's
+        edges: list[dict[str, int]] = [{}, {}]
+        k = 1
+        while k < len(subsets):  # grows while it is walked
+            moves: dict[str, set] = {}
+            for n, q in subsets[k]:
+                for c, r in dfas[n].step[q].items():
+                    if c in allowed_chars:
+                        moves.setdefault(c, set()).add((n, r))
+            for c, nxt in moves.items():
+                key = frozenset(nxt)
+                if key not in number:
+                    number[key] = len(subsets)
+                    subsets.append(key)
+                    edges.append({})
+                edges[k][c] = number[key]
+            k += 1
+        edges[0] = edges[1]
+        complete = [tuple(sorted(n for n, q in sub if q in dfas[n].finals)) for sub in subsets]
+        # Fewest characters to finish each terminal: breadth first backwards from the nodes
+        # that complete it (exact shortest completions, over the alphabet).
+        back: list[list[int]] = [[] for _ in subsets]
+        for a, row in enumerate(edges):
+            for b in row.values():
+                back[b].append(a)
+        finish: list[dict[str, int]] = [{} for _ in subsets]
+        for n in names:
+            frontier = [a for a in range(len(subsets)) if n in complete[a]]
+            for a in frontier:
+                finish[a][n] = 0
+            while frontier:
+                nxt = []
+                for b in frontier:
+                    for a in back[b]:
+                        if n not in finish[a]:
+                            finish[a][n] = finish[b][n] + 1
+                            nxt.append(a)
+                frontier = nxt
+        # Drop the moves into nodes that can finish nothing (characters that start no token).
+        self._children = [{c: b for c, b in row.items() if finish[b]} for row in edges]
+        self._complete = complete
+        self._finish = finish
 
     def _load_table(self, grammar: Grammar) -> None:
         """Lark's LALR(1) table for ``grammar`` with its LR(0) kernel items.
@@ -285,29 +351,33 @@ class Constraint:
         moves: dict[str, set] = {}
         can_end = False
         run_start = self._run_start
+        children, complete, feed = self._children, self._complete, self._feed
         for stack, node in configs:
             if node < 0:  # inside a run: only its DFA's characters; it cannot end here
                 if remaining > 0:
                     for c, nxt in self._run_step[-node].items():
                         moves.setdefault(c, set()).add((stack, nxt))
                 continue
-            term = self._complete[node] if node else None
             if node == 0:
-                can_end = can_end or self._feed(stack, END) is _ACCEPT
+                can_end = can_end or feed(stack, END) is _ACCEPT
                 if remaining > 0:
                     for c, nxt in run_start.items():
                         moves.setdefault(c, set()).add((stack, nxt))
-            elif term is not None:
-                after = self._feed(stack, term)
-                if after is not None and after is not _ACCEPT:
-                    can_end = can_end or self._feed(after, END) is _ACCEPT
+            else:
+                # The terminals whose string ends here (one in a trie; with infinite terminals,
+                # several that never come at the same place may share a node).
+                for term in complete[node]:
+                    after = feed(stack, term)
+                    if after is None or after is _ACCEPT:
+                        continue
+                    can_end = can_end or feed(after, END) is _ACCEPT
                     if remaining > 0:
-                        for c, child in self._children[0].items():
+                        for c, child in children[0].items():
                             moves.setdefault(c, set()).add((after, child))
                         for c, nxt in run_start.items():
                             moves.setdefault(c, set()).add((after, nxt))
             if remaining > 0:
-                for c, child in self._children[node].items():
+                for c, child in children[node].items():
                     moves.setdefault(c, set()).add((stack, child))
         allowed = set()
         for c, nxt in moves.items():

@@ -13,8 +13,12 @@ give the string counts of Lark's language (``None``), or returns the first reaso
    a *run* of ignorable text before the first token and after each token (any run may be
    empty), and string counts are derivation counts with each terminal's series multiplied by
    the runs' series, times one more runs' series for the leading run (``language.py``).
+3. **Regular** (some terminal has infinitely many strings, ``/[0-9]+/``, ``common.INT``,
+   ``NAME: /[a-z]+/``): the same two statements, with the conditions on terminal strings decided
+   on each terminal's DFA instead of by enumeration (``_analyse_regular``, proof below), and
+   string counts from each terminal's DFA (each distinct string once; ``TerminalDFA.counts``).
 
-The reasons, in the order they are checked:
+The reasons, in the order they are checked (for the regular class, see ``_analyse_regular``):
 
 - the parser is Earley (a string may have several derivations), or its lexer has callbacks or
   a post-lexer this analysis does not model;
@@ -73,6 +77,47 @@ state of ``u^-1 R``, which contains ``R``, and equals it exactly when it is the 
     counts each distinct run once (a DFA has one path per string), however many ways the
     ignored terminals can spell it.
 
+Why the regular conditions suffice (some terminal infinite; strict LALR, contextual lexer):
+
+(1) *Greedy terminals.* Each terminal's regex, as Python parses it, is one *greedy sequence*
+    or an alternation of greedy sequences none of which matches the empty string and whose
+    sets of first characters are pairwise disjoint. A greedy sequence is ``X1 ... Xk`` with
+    ``Xi = Ci{mi,ni}`` a greedy repeat of one set of characters (a literal, a class without
+    negation or category, a group of such a thing, single-character alternatives such as
+    ``(?:e|E)``), where every *variable* ``Xi`` (``mi < ni``) has ``Ci`` disjoint from the set of
+    every item that can come right after it (``X(i+1)``, and past it while items are optional).
+    No lazy or possessive repeat, no look-around, no flags. Claim: on any text that starts with
+    a string ``s`` of the language, if no successful match runs past ``s`` (ensured by (2)),
+    ``re.match`` takes exactly ``s``. Proof: in a split of ``s`` over the items, the block of a
+    variable ``Xi`` is followed by the end or by a character of a following item, not in ``Ci``,
+    so the block is ``min(ni, the run of Ci characters there)``: the split is unique (the regex
+    is unambiguous) and is, at every item, the count a greedy repeat tries first. So the first
+    path Python's backtracking tries on ``s`` alone is that split, which succeeds and takes all
+    of ``s``. In an alternation only the branch holding ``s``'s first character can match. In a
+    longer text, the paths are tried in the same order; one that succeeds within ``s`` succeeds
+    on ``s`` alone too, and none succeeds past ``s``: the first success is the same, all of ``s``.
+    Tested by brute force on generated regexes (``tests/test_exactness_regular.py``).
+(2) *No merging.* For terminals ``T`` and ``V`` that one contextual lexer tries (``V = T``
+    included), no string of ``V`` is ``t c y`` with ``t`` a string of ``T`` and ``c`` a first
+    character of a terminal that can follow ``T`` (FOLLOW over every rule). Decided on the
+    product of the two DFAs (``_extends``): a pair of states with ``T`` accepting and a
+    ``c``-move of ``V`` into a live state is a counterexample. ``NUMBER NUMBER`` fails here.
+(3) *No collision.* For terminals ``V`` before ``T`` in the order in which one of Lark's
+    contextual lexers tries them (``lexer.terminals``), no non-empty string of ``V`` is a prefix
+    of a string of ``T`` (``_prefix_of``, a DFA product; a string in both, a keyword that is also
+    a NAME, is reported as such). Then Lark's keyword folding (``unless``), which needs a string
+    terminal whose string is matched by a regex terminal of the same lexer, never applies.
+Then at a token ``t`` of ``T`` in a derivation's string, in the lexer of the parser's state:
+every terminal ``V`` before ``T`` fails (a match of ``V`` within ``t`` is a prefix of ``t``,
+refused by (3); one past ``t`` is ``t`` followed by the next token's first character, or by an
+ignorable character which no rule terminal has, refused by (2)), and ``T`` matches exactly
+``t`` (by (1), given (2) for ``V = T``). So every derivation's string lexes to its own tokens,
+and the ignore-separable argument (a)-(c) above holds unchanged with the alphabet ``B`` of the
+rule terminals taken from their DFAs. A string has one ``(derivation, runs)``, and its tokens'
+texts are strings of their terminals: counting each terminal's distinct strings by length from
+its DFA gives string counts. (1) is stronger than needed (``/[0-9]+(\\.[0-9]+)?/`` and
+``common.NUMBER`` are refused; Lark's ``unless`` keywords are refused, not emulated).
+
 Soundness rests on interegular reading each pattern as Python's ``re`` does; the constructs
 where they differ are refused (the Unicode classes, negation, look-arounds, anchors, possessive
 repeats, case-insensitive letters, which Python also matches with non-ASCII characters).
@@ -80,6 +125,7 @@ repeats, case-insensitive letters, which Python also matches with non-ASCII char
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -193,6 +239,10 @@ def _analyse(grammar: Grammar) -> str | None:
         return "the parser has lexer callbacks or a post-lexer, which this analysis does not model"
     parser = grammar.parser
     used = {s.name for r in parser.rules for s in r.expansion if s.is_term}
+    if any(_infinite(t) for t in parser.terminals if t.name in used):
+        # Infinitely many strings: the pairwise checks below cannot enumerate them; the regular
+        # class decides the same questions on automata instead.
+        return _analyse_regular(grammar, used)
     strings: dict[str, str] = {}  # every string of every used terminal -> its terminal
     first_chars: dict[str, set[str]] = {}
     total = 0
@@ -279,6 +329,301 @@ def _analyse(grammar: Grammar) -> str | None:
         grammar._analysis["ignore_runs"] = runs
     grammar._analysis["terminal_strings"] = strings
     return None
+
+
+@dataclass(frozen=True)
+class TerminalDFA:
+    """The strings of one terminal as a DFA over explicit characters, live states only (each
+    reachable and able to reach an accepting one), so every path spells a prefix of a string."""
+
+    name: str
+    initial: int
+    finals: frozenset[int]
+    step: dict[int, dict[str, int]]
+
+    @property
+    def chars(self) -> frozenset[str]:
+        """Every character of every string of the terminal."""
+        return frozenset(c for row in self.step.values() for c in row)
+
+    def counts(self, max_len: int) -> list[int]:
+        """Number of distinct strings of each length ``0..max_len`` (one DFA path per string)."""
+        out = []
+        vec = {self.initial: 1}
+        for n in range(max_len + 1):
+            if n:
+                nxt: dict[int, int] = {}
+                for q, k in vec.items():
+                    for r in self.step[q].values():
+                        nxt[r] = nxt.get(r, 0) + k
+                vec = nxt
+            out.append(sum(k for q, k in vec.items() if q in self.finals))
+        return out
+
+
+def terminal_dfas(grammar: Grammar) -> dict[str, TerminalDFA]:
+    """Each used terminal's DFA, for an exact grammar with infinitely many terminal strings (the
+    regular class); empty for every other grammar (``terminal_strings`` has its strings then)."""
+    if exactness(grammar) is not None:
+        return {}
+    return grammar._analysis.get("terminal_dfas", {})
+
+
+def _infinite(term) -> bool:  # noqa: ANN001
+    """Whether interegular reads ``term`` as infinitely many strings (False when it cannot read
+    it at all: the finite analysis then gives the reason)."""
+    try:
+        len(interegular.parse_pattern(term.pattern.to_regexp()).to_fsm())
+    except OverflowError:
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    return False
+
+
+class _Outside(Exception):
+    """A construct outside the greedy shapes (its message names it)."""
+
+
+_MAXREPEAT = getattr(_sre_parse, "MAXREPEAT", None)
+
+
+def _greedy_items(items) -> list[tuple[frozenset[str], int, float]]:  # noqa: ANN001
+    """A parsed regex as a sequence of ``(characters, min, max)`` greedy repeats of one
+    character each, or ``_Outside``."""
+    out: list[tuple[frozenset[str], int, float]] = []
+    for op, av in items:
+        name = str(op)
+        if name == "LITERAL":
+            out.append((frozenset(chr(av)), 1, 1))
+        elif name == "IN":
+            chars: set[str] = set()
+            for kind, arg in av:
+                kind = str(kind)
+                if kind == "LITERAL":
+                    chars.add(chr(arg))
+                elif kind == "RANGE":
+                    chars.update(chr(c) for c in range(arg[0], arg[1] + 1))
+                else:
+                    raise _Outside("a negated class or a category")
+            out.append((frozenset(chars), 1, 1))
+        elif name == "SUBPATTERN":
+            if av[1] or av[2]:
+                raise _Outside("inline flags")
+            out.extend(_greedy_items(av[-1]))
+        elif name == "MAX_REPEAT":
+            lo, hi, body = av
+            inner = _greedy_items(body)
+            if len(inner) != 1 or inner[0][1:] != (1, 1):
+                raise _Outside("a repeated group of more than one character")
+            out.append((inner[0][0], lo, float("inf") if hi == _MAXREPEAT else hi))
+        elif name == "MIN_REPEAT":
+            raise _Outside("a lazy quantifier (Python's re takes its shortest match)")
+        elif name == "BRANCH":
+            raise _Outside("an alternation inside a sequence")
+        else:
+            known = {"NOT_LITERAL": "a negated character", "ANY": "the wildcard '.'", "CATEGORY": "a category such as \\d"}
+            raise _Outside(known.get(name, f"the construct {name}"))
+    return [x for x in out if x[2] > 0]
+
+
+def _greedy_shape(pattern: str) -> str | None:
+    """None when ``pattern`` is a *greedy* regex, on which Python's ``re`` at a position matches
+    exactly the string of its language the text holds there (see ``_analyse_regular``); else the
+    construct that is not."""
+    try:
+        items = list(_sre_parse.parse(pattern))
+        while len(items) == 1 and str(items[0][0]) == "SUBPATTERN" and not (items[0][1][1] or items[0][1][2]):
+            items = list(items[0][1][-1])
+        if len(items) == 1 and str(items[0][0]) == "BRANCH":
+            branches = [_greedy_items(b) for b in items[0][1][1]]
+        else:
+            branches = [_greedy_items(items)]
+    except _Outside as e:
+        return str(e)
+    firsts = []
+    for seq in branches:
+        for i, (chars, lo, hi) in enumerate(seq):
+            if lo == hi:
+                continue
+            # A variable repeat must stop where the next character belongs to what follows it:
+            # then each string has one split, and the greedy count Python tries first is it.
+            for nxt, nlo, _ in seq[i + 1 :]:
+                both = chars & nxt
+                if both:
+                    return (
+                        f"a greedy repeat followed by something that can take the same character"
+                        f" {min(both)!r} (Python's re may stop short of the longest match)"
+                    )
+                if nlo:
+                    break
+        first: set[str] = set()
+        for chars, lo, _ in seq:
+            first |= chars
+            if lo:
+                break
+        else:
+            if len(branches) > 1:  # Python would take the empty branch before a later one
+                return "an alternation with a branch that matches the empty string"
+        firsts.append(first)
+    for i, a in enumerate(firsts):
+        for b in firsts[i + 1 :]:
+            if a & b:
+                return (
+                    f"an alternation whose branches can start with the same character {min(a & b)!r}"
+                    " (Python's re takes the first branch that matches, not the longest)"
+                )
+    return None
+
+
+def _analyse_regular(grammar: Grammar, used: set[str]) -> str | None:
+    """The regular class (some terminal has infinitely many strings): the same conditions as the
+    finite analysis, decided on each terminal's DFA instead of its strings."""
+    parser = grammar.parser
+    dfas: dict[str, TerminalDFA] = {}
+    for term in sorted((t for t in parser.terminals if t.name in used), key=lambda t: t.name):
+        name = display_name(parser, term.name)
+        regexp, flags = term.pattern.to_regexp(), term.pattern.flags
+        wide = _unicode_construct(regexp, flags)
+        if wide is not None:
+            return (
+                f"terminal {name} uses {wide}, which Lark (Python's re) matches for Unicode"
+                " characters too, while counts are over ASCII"
+            )
+        if flags:
+            what = "is case-insensitive" if "i" in flags else f"has the regex flags {''.join(sorted(flags))}"
+            return f"terminal {name} {what}, which this analysis of infinite terminals does not model"
+        try:
+            RegexLanguage(regexp, flags, max_len=1)  # refuses look-arounds, anchors, possessives...
+        except GumbelseqError as e:
+            return f"terminal {name}: {e}"
+        shape = _greedy_shape(regexp)
+        if shape is not None:
+            return f"terminal {name} has {shape}"
+        try:
+            machine = _explicit(interegular.parse_pattern(regexp).to_fsm())
+        except Exception:  # noqa: BLE001 - a regex interegular cannot take
+            return f"terminal {name}'s regular expression is beyond this analysis"
+        if machine is None:
+            return f"terminal {name} matches characters outside a finite set"
+        initial, finals, step = machine
+        if initial in finals:  # pragma: no cover - Lark refuses zero-width terminals
+            return f"terminal {name} matches the empty string"
+        dfas[term.name] = TerminalDFA(term.name, initial, finals, step)
+    # The terminals each of Lark's contextual lexers tries, in its order (per parser state).
+    lexer = grammar.parser.parser.lexer
+    states = getattr(lexer, "lexers", None)  # a basic lexer (no per-state lexers) tries them all
+    lexers = {id(x): x for x in states.values()}.values() if states else [getattr(lexer, "root_lexer", lexer)]
+    orders = {tuple(t.name for t in x.terminals if t.name in dfas) for x in lexers}
+    show = functools.partial(display_name, parser)
+    # Two passes so that a shared string (the worse collision) is the reason when there is one.
+    for whole_only in (True, False):
+        for order in sorted(orders):
+            for i, first in enumerate(order):
+                for later in order[i + 1 :]:
+                    hit = _prefix_of(dfas[first], dfas[later], whole_only)
+                    if hit is None:
+                        continue
+                    w, whole = hit
+                    if whole:
+                        return (
+                            f"{w!r} is both a {show(first)} and a {show(later)}, which can come at the"
+                            " same place: Lark's lexer reads it as one of them only"
+                        )
+                    return (
+                        f"the {show(first)} {w!r} is a proper prefix of a {show(later)}, which can come"
+                        f" at the same place: Lark's lexer, trying {show(first)} first, cuts it short"
+                    )
+    follow = _follow_terminals(grammar)
+    firsts = {n: set(d.step[d.initial]) for n, d in dfas.items()}
+    for t in sorted(dfas):
+        nexts = {c: u for u in sorted(follow.get(t, ()), reverse=True) for c in firsts.get(u, ())}
+        if not nexts:
+            continue
+        tried = sorted({v for order in orders if t in order for v in order})
+        for v in tried:
+            hit = _extends(dfas[t], dfas[v], nexts.keys())
+            if hit is not None:
+                short, long = hit
+                c = long[len(short)]
+                return (
+                    f"a {show(t)} {short!r} followed by a {show(nexts[c])} starting with {c!r} can be"
+                    f" read as the {show(v)} {long!r}"
+                )
+    if parser.ignore_tokens:
+        runs = _ignore_runs(grammar)
+        if isinstance(runs, str):
+            return runs
+        for n in sorted(dfas):
+            shared = sorted(runs.chars & dfas[n].chars)
+            if shared:
+                return (
+                    f"the %ignore'd {' | '.join(runs.terminals)} can match {shared[0]!r}, which"
+                    f" strings of {show(n)} contain: ignorable text could merge with or split a token"
+                )
+        grammar._analysis["ignore_runs"] = runs
+    grammar._analysis["terminal_dfas"] = dfas
+    return None
+
+
+def _prefix_of(a: TerminalDFA, b: TerminalDFA, whole_only: bool = False) -> tuple[str, bool] | None:
+    """A non-empty string of ``a`` that is a prefix of some string of ``b`` (shortest first; with
+    ``whole_only``, one that is a string of ``b``), with whether it is a string of ``b`` itself;
+    None if there is none. Breadth first over pairs of states (every state of ``b`` is live, so
+    reaching one is being a prefix)."""
+    start = (a.initial, b.initial)
+    seen = {start: ""}
+    queue = deque([start])
+    while queue:
+        p, q = queue.popleft()
+        w = seen[(p, q)]
+        if w and p in a.finals and (q in b.finals or not whole_only):
+            return w, q in b.finals
+        for c in sorted(a.step[p]):
+            r = b.step[q].get(c)
+            if r is not None and (a.step[p][c], r) not in seen:
+                seen[(a.step[p][c], r)] = w + c
+                queue.append((a.step[p][c], r))
+    return None
+
+
+def _extends(t: TerminalDFA, v: TerminalDFA, chars) -> tuple[str, str] | None:  # noqa: ANN001
+    """``(s, s + c + y)``: a string ``s`` of ``t`` and a string of ``v`` that runs past it with a
+    character ``c`` of ``chars``; None if none. Breadth first over pairs of states, then the
+    shortest way for ``v`` to finish."""
+    start = (t.initial, v.initial)
+    seen = {start: ""}
+    queue = deque([start])
+    while queue:
+        p, q = queue.popleft()
+        w = seen[(p, q)]
+        if p in t.finals:
+            for c in sorted(chars):
+                r = v.step[q].get(c)
+                if r is not None:
+                    return w, w + c + _shortest_from(v, r)
+        for c in sorted(t.step[p]):
+            r = v.step[q].get(c)
+            if r is not None and (t.step[p][c], r) not in seen:
+                seen[(t.step[p][c], r)] = w + c
+                queue.append((t.step[p][c], r))
+    return None
+
+
+def _shortest_from(d: TerminalDFA, q: int) -> str:
+    """The shortest string that takes ``d`` from the live state ``q`` to an accepting state."""
+    seen = {q: ""}
+    queue = deque([q])
+    while queue:
+        p = queue.popleft()
+        if p in d.finals:
+            return seen[p]
+        for c in sorted(d.step[p]):
+            r = d.step[p][c]
+            if r not in seen:
+                seen[r] = seen[p] + c
+                queue.append(r)
+    raise AssertionError("unreachable: every state is live")  # pragma: no cover
 
 
 def _ignore_runs(grammar: Grammar) -> IgnoreRuns | str:

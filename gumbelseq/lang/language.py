@@ -16,7 +16,8 @@ From these tables come:
   derivation with a run of ignorable text before the first token and after every token, so
   the counts are those of the grammar in which every terminal ``T`` is replaced by ``T R``,
   times ``R`` for the leading run, where ``R`` counts the runs by length (a DFA: each distinct
-  run once).
+  run once). For the regular class (terminals with infinitely many strings), each terminal's
+  series is its distinct strings by length, from its DFA.
 * ``derivations(n)``: derivation counts (without ignorable text), which drawing uses.
 * ``derive_uniform`` / ``derive_pcfg``: a derivation as its ``(terminal, text)`` tokens;
   ``sampler.py`` turns tokens into text and keeps only what Lark reads back as those tokens.
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from ..errors import GumbelseqError, UnsupportedGrammarError
-from .exactness import exactness, ignore_runs
+from .exactness import exactness, ignore_runs, terminal_dfas
 from .grammar import Grammar
 from .regex import RegexLanguage
 
@@ -167,16 +168,22 @@ class Language:
             raise UnsupportedGrammarError(f"{self.grammar.path}: no rule named {start!r}")
         #: Derivations by length: the weights of ``derive_uniform``'s choice of a length.
         self._derivations: list[int] = list(self._nt[start])
+        # String counts of each terminal: for the regular class (infinite terminals), from its
+        # DFA, each distinct string once (exactness.py); the regex's derivation counts otherwise
+        # (equal for every exact grammar: its terminal regexes are unambiguous).
+        dfas = terminal_dfas(self.grammar)
+        strings = {name: dfas[name].counts(L) if name in dfas else t._counts for name, t in self._terminals.items()}
+        same = all(strings[name] == t._counts for name, t in self._terminals.items())
         runs = ignore_runs(self.grammar)
         if runs is None:
             #: Strings of Lark's language by length (derivations when ``exact`` is False).
-            self.counts: list[int] = self._derivations
+            self.counts: list[int] = self._derivations if same else self._fixed_point(strings)[0][start]
         else:
             # Ignore-separable (exactness.py): every token is followed by a run of ignorable
             # text and one run leads; a string is one derivation and its runs, so counts are
             # the same fixed point with each terminal's series times the runs' series.
             r = runs.counts(L)
-            nt, _ = self._fixed_point({name: _times(t._counts, r) for name, t in self._terminals.items()})
+            nt, _ = self._fixed_point({name: _times(c, r) for name, c in strings.items()})
             self.counts = _times(r, nt[start])
         self._min_len = {a: next((n for n, c in enumerate(t) if c), None) for a, t in self._nt.items()}
         for name, t in self._terminals.items():
