@@ -209,6 +209,11 @@ def test_options_saved_by_earlier_runs_load_unchanged_and_are_made_the_same_toda
     # Options added since (with defaults that keep the old behaviour) come back after the saved
     # ones, in declaration order; the saved ones are unchanged and in their order.
     added = {"mask": "none"}
+    # The long-sequence options: one layer, the v1 kernels (bit-identical with those runs).
+    if "preset" in recorded:
+        added.update(layers_g=1, layers_d=1, kernel="v1", matmul="float32", d_start=0, mle_weight=0.0)
+    else:
+        added.update(layers=1, kernel="v1", matmul="float32")
     today = json.dumps({**recorded, **added})
     assert json.dumps(options_to_dict(backend.make_options(recorded))) == today
     asked = {"preset": "best", "iterations": 30, "batch_size": 32} if "preset" in recorded else {"iterations": 40, "batch_size": 32}

@@ -165,10 +165,7 @@ def start_training(
     vocab = Vocabulary.from_strings(data)
     if masked_training(resolved):
         _check_masked_training(be, g, vocab, max_len)  # before anything is written
-    estimate = be.memory_estimate(resolved, vocab_size=vocab.size, max_len=max_len)
-    if estimate is not None:
-        estimate += 8 * len(data) * max_len  # the encoded training set
-    check_fits(estimate, dev, f"training {be.name} (batch {resolved.batch_size}, length {max_len})")
+    check_memory(be, resolved, vocab.size, max_len, len(data), dev)
     cfg = TrainConfig(
         backend=be.name,
         options=options_to_dict(resolved),
@@ -227,6 +224,18 @@ def resume_training(
     if remember:
         rundir.remember_last_run(path)
     return result
+
+
+def check_memory(
+    backend: Backend, options: Any, vocab_size: int, max_len: int, n_data: int, device: torch.device
+) -> None:
+    """Refuse, in one line naming the estimate and the free memory, a run whose backend's
+    estimate for these options, this vocabulary and this length, plus the encoded training set,
+    exceeds what ``device`` has free (``memory.OutOfMemory``)."""
+    estimate = backend.memory_estimate(options, vocab_size=vocab_size, max_len=max_len)
+    if estimate is not None:
+        estimate += 8 * n_data * max_len  # the encoded training set (int64 ids)
+    check_fits(estimate, device, f"training {backend.name} (batch {options.batch_size}, length {max_len}, vocabulary {vocab_size})")
 
 
 def masked_training(options: Any) -> bool:
@@ -319,7 +328,14 @@ def _train_locked(
         raise RunError(f"{run_dir} was trained with backend {cfg.backend!r}, not {backend.name!r}")
     vocab = Vocabulary.from_dict(cfg.vocab)
     data_path = run_dir / DATA
-    data = vocab.encode(read_data(data_path), cfg.max_len, source=str(data_path)).to(dev)
+    strings = read_data(data_path)
+    try:
+        options = backend.make_options(cfg.options)
+    except OptionError as e:
+        raise RunError(f"{rundir.CONFIG}: options: {e}") from None
+    # Again here for --resume (on another device, or with less memory free than at the start).
+    check_memory(backend, options, vocab.size, cfg.max_len, len(strings), dev)
+    data = vocab.encode(strings, cfg.max_len, source=str(data_path)).to(dev)
     trainer = build_trainer(backend, cfg, dev, data, plugins_dir)
     if masked_training(trainer.options):
         _check_masked_training(backend, grammar, vocab, cfg.max_len)

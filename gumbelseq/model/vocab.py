@@ -26,7 +26,8 @@ class Vocabulary:
 
     @classmethod
     def from_strings(cls, strings: Iterable[str]) -> "Vocabulary":
-        chars = sorted(set().union(*map(set, strings)))
+        # One join and one set: a set per string took 30 s on MOSES's 1.6 million lines.
+        chars = sorted(set("".join(strings)))
         # The paper pads with a space; a corpus that uses spaces itself gets a visible pad.
         pad = " " if " " not in chars else "\u2423"
         return cls(tuple(chars), pad)
@@ -36,17 +37,51 @@ class Vocabulary:
         return len(self.chars) + 1
 
     def encode(self, strings: Sequence[str], max_len: int, *, source: str = "data") -> torch.Tensor:
-        index = {c: i + 1 for i, c in enumerate(self.chars)}
+        """``[N, max_len]`` ids, right-padded with 0; the first row (in order) that is too long
+        or has a character outside the vocabulary is an ``InputFileError`` naming it."""
+        fast = self._encode_bytes(strings, max_len)
+        if fast is not None:
+            return fast
         out = torch.zeros((len(strings), max_len), dtype=torch.long)
         for row, s in enumerate(strings):
-            if len(s) > max_len:
-                raise InputFileError(f"{source}:{row + 1}: string of length {len(s)} exceeds max length {max_len}")
-            try:
-                ids = [index[c] for c in s]
-            except KeyError as e:
-                raise InputFileError(f"{source}:{row + 1}: character {e.args[0]!r} is not in the vocabulary") from None
+            ids = self._row_ids(row, s, max_len, source)
             out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out
+
+    def _row_ids(self, row: int, s: str, max_len: int, source: str) -> list[int]:
+        """One string's ids, or the row's one-line error (length first, then characters)."""
+        if len(s) > max_len:
+            raise InputFileError(f"{source}:{row + 1}: string of length {len(s)} exceeds max length {max_len}")
+        index = {c: i + 1 for i, c in enumerate(self.chars)}
+        try:
+            return [index[c] for c in s]
+        except KeyError as e:
+            raise InputFileError(f"{source}:{row + 1}: character {e.args[0]!r} is not in the vocabulary") from None
+
+    def _encode_bytes(self, strings: Sequence[str], max_len: int) -> torch.Tensor | None:
+        """The vectorised ``encode`` for vocabularies of characters below U+0100 (every built-in
+        and MOSES): a Python loop per string took a minute on MOSES's training set, this takes
+        seconds. ``None`` when it does not apply, or when some row is bad: the loop then finds
+        the first bad row and words the error."""
+        if not strings or any(ord(c) > 255 for c in self.chars):
+            return None
+        try:
+            flat = np.frombuffer("".join(strings).encode("latin-1"), dtype=np.uint8)
+        except UnicodeEncodeError:  # a character no vocabulary of this kind holds
+            return None
+        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+        if int(lengths.max()) > max_len:
+            return None
+        lut = np.full(256, 255, dtype=np.uint8)  # 255: not in the vocabulary
+        for i, c in enumerate(self.chars):
+            lut[ord(c)] = i + 1
+        codes = lut[flat]
+        if codes.size and bool((codes == 255).any()):
+            return None
+        out = np.zeros((len(strings), max_len), dtype=np.int64)
+        # A row's characters fill its leading positions; row-major order is the joined text's.
+        out[np.arange(max_len) < lengths[:, None]] = codes
+        return torch.from_numpy(out)
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         arr = ids.detach().to("cpu").numpy()

@@ -47,11 +47,12 @@ from gumbelseq.model.backend import Backend, BaseOptions
 from gumbelseq.model.constrained import StepMask
 from gumbelseq.model.gumbel import TAU_MAX, TAU_MIN, gumbel_noise
 from gumbelseq.model.hookspecs import hookimpl
-from gumbelseq.model.lstm import lstm_parameters, sampling_bytes
+from gumbelseq.model.lstm import sampling_bytes
+from gumbelseq.model.stacked import KERNELS, MATMULS, check_kernel, default_kernel, sample_chunk_rows, stacked_parameters
 from gumbelseq.model.suite import ModelSpec
 from gumbelseq.model.trainer import BaseTrainer
 
-from .model import SCHEDULES, Discriminator, Generator, real_log_probs, real_vectors, temperature
+from .model import SCHEDULES, Generator, make_discriminator, real_log_probs, real_vectors, temperature
 
 __all__ = ["GumbelLSTMGAN", "GANOptions", "GANTrainer", "PRESETS", "register_backends"]
 
@@ -59,12 +60,24 @@ G_LOSSES = ("kl", "nonsat")
 ANNEAL = ("both", "real")
 NOISE = ("h0c0", "h0")
 
+#: Iterations of the ``moses`` preset (and its row of the ``moses`` suite): about 21 minutes of
+#: training on this project's 2-core machine, one thread, measured with 30 iterations of each
+#: phase on the first 100,000 MOSES training SMILES (2026-12-01, torch 2.13 CPU, the machine
+#: shared with two other jobs): an MLE-only iteration (before d_start) 69 ms of CPU, a
+#: pre-training iteration with D 158 ms, an adversarial one (with its MLE term) 221 ms, i.e.
+#: 0.72 x 69 + 0.08 x 158 + 0.2 x 221 = 107 ms per iteration on average: 12,000 iterations ~ 21
+#: minutes, leaving room under 25 for evaluations, checkpoints and a busier machine.
+#: (`python benchmarks/bench_train.py --preset moses` times the kernels.)
+MOSES_ITERATIONS = 12_000
+
 #: Preset tables: what each preset changes from the option fields' defaults (which are
-#: ``paper``). ``*_fraction`` keys are fractions of ``iterations`` (not option names).
+#: ``paper``). ``*_fraction`` keys are fractions of ``iterations``, ``d_start_share`` a fraction
+#: of ``pretrain_iters`` (not option names).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         anneal_iters_fraction=0.5,  # 10,000 of 20,000
         pretrain_iters_fraction=0.0,
+        d_start_share=0.0,
     ),
     # First guess, to be tuned: MLE warm start, straight-through one-hot samples (so real
     # strings can be shown as clean one-hots: real_peak 1), bigger states, 2 D steps per G step.
@@ -78,6 +91,33 @@ PRESETS: dict[str, dict[str, Any]] = {
         schedule="exponential",
         tau_start=2.0,
         tau_end=0.5,
+    ),
+    # SMILES at MOSES's length 57 in ~25 minutes of one CPU core (see MOSES_ITERATIONS): the
+    # `best` recipe at the biggest states that fit that budget, with the budget spent where it
+    # buys most. G: state 256 (what fits; MOSES's CharRNN has 3 x 768). D: state 128, about a
+    # quarter of G's cost per step (a GAN iteration costs 2-3 MLE steps). 80% MLE pre-training,
+    # and D only in its last 10% (d_start): until then an iteration is a plain MLE step, not a
+    # GAN iteration. One D step per G step. The v2 kernels (float32: same numbers on any CPU).
+    # The adversarial phase keeps an MLE term (mle_weight 5) and ends at tau 1: in 500-iteration
+    # trials after 1,200 of pre-training (seed 0), without the term grammar validity fell from
+    # 60% to 0% (every sample "COOO..."), with weight 1 it swung between 0% and 49%, with
+    # weight 5 and tau_end 1 it rose from 45% to 65%.
+    "moses": dict(
+        iterations=MOSES_ITERATIONS,
+        kernel="v2",
+        hidden_g=256,
+        hidden_d=128,
+        batch_size=64,
+        hard=True,
+        real_peak=1.0,
+        pretrain_iters_fraction=0.8,
+        d_start_share=0.9,
+        anneal_iters_fraction=0.1,  # half of the adversarial phase
+        d_steps=1,
+        schedule="exponential",
+        tau_start=2.0,
+        tau_end=1.0,
+        mle_weight=5.0,
     ),
 }
 for _name, _table in PRESETS.items():
@@ -95,7 +135,7 @@ class GANOptions(BaseOptions):
 
     iterations: int = 20_000
     batch_size: int = 200
-    #: paper | best. Sets every option not given (see ``PRESETS``).
+    #: paper | best | moses. Sets every option not given (see ``PRESETS``).
     preset: str = field(default="paper", metadata={"choices": tuple(PRESETS)})
     #: Generated samples per minibatch (paper variant b: 1000). Preset default: batch_size.
     gen_batch: int = field(default=200, metadata=_POSITIVE)
@@ -120,7 +160,7 @@ class GANOptions(BaseOptions):
     #: D steps per G step; each draws a fresh real minibatch and fresh z.
     d_steps: int = field(default=1, metadata=_POSITIVE)
     #: Leading iterations (inside `iterations`) where G trains by teacher-forced MLE
-    #: (preset default: a fraction of `iterations`: paper 0, best 10%).
+    #: (preset default: a fraction of `iterations`: paper 0, best 10%, moses 80%).
     pretrain_iters: int = field(default=0, metadata={"min": 0})
     lr_g: float = field(default=1e-3, metadata={"gt": 0})
     lr_d: float = field(default=1e-3, metadata={"gt": 0})
@@ -133,6 +173,22 @@ class GANOptions(BaseOptions):
     #: samples never leave the grammar, and the real vectors' instance noise is kept inside the
     #: same masks; samples are then always constrained.
     mask: str = field(default="none", metadata={"choices": ("none", "grammar")})
+    #: LSTM layers of G and of D (more than 1 needs kernel v2).
+    layers_g: int = field(default=1, metadata={"min": 1, "max": 8})
+    layers_d: int = field(default=1, metadata={"min": 1, "max": 8})
+    #: v1: the one-layer kernels every run made before this option used (their results, bit
+    #: for bit); v2: any number of layers, products batched over time (much faster at big
+    #: states), other float rounding. Default: v1 unless layers or matmul ask for v2.
+    kernel: str = field(default="v1", metadata={"choices": KERNELS})
+    #: Precision of v2's matrix products (float32 accumulation either way).
+    matmul: str = field(default="float32", metadata={"choices": MATMULS})
+    #: The iteration at which D starts training (at most pretrain_iters). Before it G trains
+    #: by MLE alone and nothing else runs (no generated batch, no D step), so an iteration costs
+    #: one MLE step. Preset default: 0 (D trains from the start), moses: 90% of pretrain_iters.
+    d_start: int = field(default=0, metadata={"min": 0})
+    #: Weight of G's teacher-forced cross-entropy (on the D step's real minibatch) added to its
+    #: adversarial loss after pre-training; 0 (the paper): none.
+    mle_weight: float = field(default=0.0, metadata={"min": 0})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -141,6 +197,12 @@ class GANOptions(BaseOptions):
                 f"option pretrain_iters={self.pretrain_iters} is invalid: expected an "
                 f"integer <= iterations ({self.iterations})"
             )
+        if self.d_start > self.pretrain_iters:
+            raise OptionError(
+                f"option d_start={self.d_start} is invalid: expected an integer <= pretrain_iters"
+                f" ({self.pretrain_iters}): D must be trained before the adversarial phase"
+            )
+        check_kernel(self.kernel, {"layers_g": self.layers_g, "layers_d": self.layers_d}, self.matmul)
 
 
 _OPTION_NAMES = frozenset(f.name for f in fields(GANOptions))
@@ -156,8 +218,11 @@ class GANTrainer(BaseTrainer):
 
     def build(self) -> None:
         o = self.options
-        self.G = Generator(self.vocab_size, o.hidden_g, o.noise).to(self.device)
-        self.D = Discriminator(self.vocab_size, o.hidden_d).to(self.device)
+        kernels = dict(kernel=o.kernel, matmul=o.matmul)
+        self.G = Generator(self.vocab_size, o.hidden_g, o.noise, layers=o.layers_g, **kernels).to(self.device)
+        self.D = make_discriminator(self.vocab_size, o.hidden_d, layers=o.layers_d, **kernels).to(self.device)
+        if o.kernel != "v1":
+            self.sample_chunk = sample_chunk_rows(o.hidden_g, o.layers_g)
         betas = (o.beta1, o.beta2)
         # fused Adam: one kernel for all parameters instead of ~10 small ops per tensor.
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=betas, fused=True)
@@ -179,6 +244,8 @@ class GANTrainer(BaseTrainer):
         o = self.options
         gen = self.generator
         tau_real, tau_g = self.temperatures(iteration)
+        if iteration < o.d_start:
+            return self._mle_step(tau_real, tau_g)
         pretrain = iteration < o.pretrain_iters
         b_real, b_fake = o.batch_size, o.gen_batch
         for j in range(o.d_steps):
@@ -206,7 +273,7 @@ class GANTrainer(BaseTrainer):
 
         # G step, against the updated D, on the same generated batch.
         with torch.set_grad_enabled(not pretrain):
-            fake_logits = self.D(fake)
+            fake_logits = self.D(fake, param_grads=False)  # G's step: only d/d fake is needed
             if o.g_loss == "kl":
                 g_loss = -fake_logits.mean()  # -log[D/(1-D)] = -logit
             else:
@@ -214,6 +281,11 @@ class GANTrainer(BaseTrainer):
         if pretrain:
             mle = self.G.net.mle_loss(real_ids, self.G.draw_state(b_real, gen), allowed)
             objective = mle
+        elif o.mle_weight:
+            # The MLE term anchors G to the data in the adversarial phase (drawn only when
+            # asked for, so the default stream is the one every earlier run used).
+            mle = self.G.net.mle_loss(real_ids, self.G.draw_state(b_real, gen), allowed)
+            objective = g_loss + o.mle_weight * mle
         else:
             mle = torch.full((), math.nan, device=self.device)
             objective = g_loss
@@ -234,9 +306,23 @@ class GANTrainer(BaseTrainer):
             "d_real": d_real_v,
             "d_fake": d_fake_v,
         }
-        if pretrain:
+        if pretrain or o.mle_weight:
             metrics["mle_loss"] = mle_v
         return metrics
+
+    def _mle_step(self, tau_real: float, tau_g: float) -> dict[str, float]:
+        """A pre-training iteration before ``d_start``: G's teacher-forced MLE step alone, from
+        noise initial states (as in the pre-training iterations where D trains too)."""
+        b_real = self.options.batch_size
+        if self.masks is None:
+            real_ids, allowed = self.minibatch(b_real), None
+        else:
+            real_ids, allowed = self.minibatch_masked(b_real)
+        mle = self.G.net.mle_loss(real_ids, self.G.draw_state(b_real, self.generator), allowed)
+        self.opt_g.zero_grad(set_to_none=True)
+        mle.backward()
+        self.opt_g.step()
+        return {"mle_loss": mle.item(), "tau": tau_real, "tau_g": tau_g}
 
     # -- sampling -----------------------------------------------------------------------------
 
@@ -255,7 +341,7 @@ class GumbelLSTMGAN(Backend):
     description = "Gumbel-softmax LSTM GAN of Kusner & Hernandez-Lobato (2016), with variants"
     Options = GANOptions
     trainer_class = GANTrainer
-    progress_metrics = ("d_loss", "g_loss", "tau")
+    progress_metrics = ("d_loss", "g_loss", "mle_loss", "tau")
     plot_metrics = ("d_loss", "g_loss", "mle_loss")  # the paper's Fig. 2, and pre-training
     # The paper's GAN (a) and its variants (b)-(d), then the preset that beats them; after
     # the MLE reference row (order 0). In --quick mode (batch 50) variant (b) generates 200.
@@ -275,6 +361,11 @@ class GumbelLSTMGAN(Backend):
                   "the paper's recipe with masks inside G's feedback loop", order=11.1),
         ModelSpec("gan-best-masked", "GAN best, masked training", {"preset": "best", "mask": "grammar"},
                   "the best preset with masks inside G's feedback loop", order=11.1),
+        # MOSES: the preset made for SMILES; its iterations fit ~21 minutes (MOSES_ITERATIONS).
+        ModelSpec("gan-moses", "GAN moses", {"preset": "moses", "iterations": MOSES_ITERATIONS},
+                  "G state 256, D 128, 80% MLE pre-training (D in its last 10%), then adversarial with an"
+                  f" MLE term; {MOSES_ITERATIONS:,} iterations, ~21 min on one core (measured: 107 ms/it)",
+                  order=1, suite="moses"),
     )
     tau_help = (
         "Gumbel-softmax temperature of the vectors the generator feeds back to itself while "
@@ -291,6 +382,10 @@ class GumbelLSTMGAN(Backend):
         out["gen_batch"] = given.get("batch_size", out.get("batch_size", GANOptions.batch_size))
         out["anneal_iters"] = max(1, round(iterations * table["anneal_iters_fraction"]))
         out["pretrain_iters"] = round(iterations * table["pretrain_iters_fraction"])
+        pretrain = given.get("pretrain_iters", out["pretrain_iters"])
+        out["d_start"] = round(pretrain * table["d_start_share"])
+        merged = {**out, **given}
+        out["kernel"] = default_kernel(merged, ("layers_g", "layers_d"), table.get("kernel", "v1"))
         return out
 
     def memory_estimate(self, options: BaseOptions, *, vocab_size: int, max_len: int) -> int:
@@ -298,12 +393,14 @@ class GumbelLSTMGAN(Backend):
         o = options
         v, hg, hd = vocab_size, o.hidden_g, o.hidden_d
         # Parameters with their gradients and two Adam moments (x4), float32.
-        params = 4 * (lstm_parameters(hg, v) + lstm_parameters(hd, v))
-        # Per-step tensors kept for the backward pass (gates, states, relaxed samples), with
-        # a factor 3 for temporaries; the D pass sees real and generated strings together.
-        g_acts = o.gen_batch * max_len * (6 * hg + 3 * v)
-        d_acts = (o.batch_size + o.gen_batch) * max_len * (6 * hd + 2 * v)
-        return 4 * (params + 3 * (g_acts + d_acts)) + sampling_bytes(GANTrainer.sample_chunk, max_len, v, hg)
+        params = 4 * (stacked_parameters(hg, v, o.layers_g) + stacked_parameters(hd, v, o.layers_d, out=1))
+        # Per-step tensors kept for the backward pass (gates, states, relaxed samples) of every
+        # layer, with a factor 3 for temporaries; the D pass sees real and generated strings
+        # together.
+        g_acts = o.gen_batch * max_len * (6 * hg * o.layers_g + 3 * v)
+        d_acts = (o.batch_size + o.gen_batch) * max_len * (6 * hd * o.layers_d + 2 * v)
+        chunk = GANTrainer.sample_chunk if o.kernel == "v1" else sample_chunk_rows(hg, o.layers_g)
+        return 4 * (params + 3 * (g_acts + d_acts)) + sampling_bytes(chunk, max_len, v, hg * o.layers_g)
 
 
 @hookimpl

@@ -13,10 +13,12 @@ from torch import nn
 from gumbelseq.model.gumbel import gumbel_softmax, uniform
 from gumbelseq.model.constrained import StepMask
 from gumbelseq.model.lstm import FeedbackLSTM
+from gumbelseq.model.stacked import SequenceClassifier, StackedLSTM
 
 __all__ = [
     "Generator",
     "Discriminator",
+    "make_discriminator",
     "temperature",
     "SCHEDULES",
     "real_log_probs",
@@ -29,15 +31,28 @@ SCHEDULES = ("constant", "linear", "exponential", "inverse-linear")
 class Generator(nn.Module):
     """LSTM generator: the noise z replaces the initial state, relaxed samples are fed back.
 
-    ``noise="h0c0"`` (paper): ``z = (h0, C0) ~ U(0,1)^H`` drawn per sample.
-    ``noise="h0"`` (paper variant d): ``h0 ~ U(0,1)^H``, ``C0`` a learned vector.
+    ``noise="h0c0"`` (paper): ``z = (h0, C0) ~ U(0,1)^H`` drawn per sample (per layer, with
+    ``layers > 1``: every layer's initial state is noise).
+    ``noise="h0"`` (paper variant d): ``h0 ~ U(0,1)^H``, ``C0`` a learned vector (per layer).
+
+    ``kernel="v1"`` is the one-layer network every run before kernels had a name used
+    (``lstm.FeedbackLSTM``; states ``[B, H]``); ``"v2"`` is ``stacked.StackedLSTM`` (any number
+    of layers, ``matmul`` precision; states ``[L, B, H]``).
     """
 
-    def __init__(self, vocab_size: int, hidden_size: int, noise: str = "h0c0") -> None:
+    def __init__(
+        self, vocab_size: int, hidden_size: int, noise: str = "h0c0", *,
+        layers: int = 1, kernel: str = "v1", matmul: str = "float32",
+    ) -> None:
         super().__init__()
-        self.net = FeedbackLSTM(vocab_size, hidden_size)
+        if kernel == "v1":
+            self.net: FeedbackLSTM | StackedLSTM = FeedbackLSTM(vocab_size, hidden_size)
+        else:
+            self.net = StackedLSTM(vocab_size, hidden_size, layers, matmul)
+        self.layers = layers
+        self.kernel = kernel
         self.noise = noise
-        self.c0 = nn.Parameter(torch.zeros(hidden_size)) if noise == "h0" else None
+        self.c0 = nn.Parameter(torch.zeros(layers * hidden_size)) if noise == "h0" else None
 
     @property
     def hidden_size(self) -> int:
@@ -48,12 +63,18 @@ class Generator(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample initial state ``(h0, C0)`` from the noise distribution, one rand call."""
         device = self.net.head.weight.device
-        hs = self.hidden_size
+        hs = self.hidden_size * self.layers
         if self.c0 is None:
             z = uniform((n, 2 * hs), generator=generator, device=device)
-            return z[:, :hs], z[:, hs:]
-        h0 = uniform((n, hs), generator=generator, device=device)
-        return h0, self.c0.expand(n, hs)
+            h0, c0 = z[:, :hs], z[:, hs:]
+        else:
+            h0 = uniform((n, hs), generator=generator, device=device)
+            c0 = self.c0.expand(n, hs)
+        if self.kernel == "v1":
+            return h0, c0
+        # [n, L*H] -> [L, n, H]: layer l's state is columns l*H .. (l+1)*H of the draw.
+        shape = (n, self.layers, self.hidden_size)
+        return h0.reshape(shape).transpose(0, 1), c0.reshape(shape).transpose(0, 1)
 
     def forward(
         self,
@@ -69,19 +90,28 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Many-to-one LSTM over ``[T, B, V]`` vectors; linear head on the final hidden state.
+    """Many-to-one LSTM over ``[T, B, V]`` vectors; linear head on the final hidden state
+    (kernel ``v1``: ``nn.LSTM``). Returns one logit per sequence (the sigmoid is implicit:
+    losses use softplus)."""
 
-    Returns one logit per sequence (the sigmoid is implicit: losses use softplus).
-    """
-
-    def __init__(self, vocab_size: int, hidden_size: int) -> None:
+    def __init__(self, vocab_size: int, hidden_size: int, layers: int = 1) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(vocab_size, hidden_size)
+        self.lstm = nn.LSTM(vocab_size, hidden_size, num_layers=layers)
         self.head = nn.Linear(hidden_size, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, param_grads: bool = True) -> torch.Tensor:
+        # param_grads is a hint v1 ignores: nn.LSTM computes every gradient anyway.
         _, (h, _) = self.lstm(x)
         return self.head(h[-1]).squeeze(-1)
+
+
+def make_discriminator(
+    vocab_size: int, hidden_size: int, *, layers: int = 1, kernel: str = "v1", matmul: str = "float32"
+) -> nn.Module:
+    """D for ``kernel``: ``Discriminator`` (``v1``, ``nn.LSTM``) or the ``v2`` one."""
+    if kernel == "v1":
+        return Discriminator(vocab_size, hidden_size, layers)
+    return SequenceClassifier(vocab_size, hidden_size, layers, matmul)
 
 
 def real_log_probs(vocab_size: int, peak: float, device: torch.device) -> torch.Tensor:
