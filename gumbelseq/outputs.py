@@ -40,7 +40,6 @@ import os
 import re
 import stat
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -55,7 +54,9 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     For the tool's own files only; a path the user names goes through ``open_output``."""
     path = Path(path)
     binary = "b" in mode
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    # Created 0o666 less the umask, as a plain open() would: mkstemp's 0600 would make every
+    # report and run file unreadable to the user's group.
+    tmp, fd = _create_temp(str(path), str(path.parent or "."), path.name)
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
             yield f

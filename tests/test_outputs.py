@@ -267,3 +267,17 @@ def test_cli_score_with_stdin_closed(tmp_path):
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert r.stderr.strip() == "Error: -: standard input is closed"
+
+
+def test_the_tools_own_files_get_the_mode_a_plain_open_gives(tmp_path):
+    # Reports and run files are read by the user's group on shared machines: not mkstemp's 0600.
+    from gumbelseq.outputs import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "report.md", "x\n")
+        (tmp_path / "plain.md").write_text("x\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == stat.S_IMODE((tmp_path / "plain.md").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
