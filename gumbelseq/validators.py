@@ -185,11 +185,10 @@ def score_file_validated(
 
     Every validator is checked usable before any file is read (a missing library is one line,
     not a failure after minutes of reading), and the file is read once for all of them."""
-    from .lang.score import read_distinct, score_distinct, score_file
+    from .lang.score import read_distinct, score_distinct
 
     checked = [get_validator(name) for name in validator_names]
-    if not checked:
-        return score_file(path, grammar, reference=reference, max_len=max_len, show_invalid=show_invalid, column=column), []
+    # score_file's own steps, keeping the distinct samples for the validators.
     ref = read_distinct(reference, column) if reference is not None else None
     distinct = read_distinct(path, column)
     rep = score_distinct(distinct, grammar, source=path, reference=ref, reference_name=reference,
