@@ -6,7 +6,7 @@ after. Disallowed entries become ``-inf``: a Gumbel-max or ancestral pick never 
 and a softmax gives them probability 0. The pad (the end of the string) is allowed exactly
 where the prefix is a complete valid string, and after it only the pad.
 
-The masks come from ``gumbelseq.lang.constraint.Constraint`` over the run's vocabulary and
+The masks come from ``gumbelseq.lang.masks.grammar_masks`` over the run's vocabulary and
 ``max_len``; its states are numbers, and this class keeps, per state, a row of allowed ids and
 a row of next states as tensors, filled the first time a state occurs in a batch and kept for the
 run (a batch only gathers rows; the grammar is consulted once per new state).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputFileError
-from ..lang.constraint import Constraint
+from ..lang.masks import GrammarMasks
 from .vocab import PAD_ID, Vocabulary
 
 _DONE = 0  # the state after the pad: only the pad again
@@ -29,7 +29,7 @@ class MaskTable:
     Rows are filled the first time a state occurs and kept: one table serves every chunk and
     every call of a run (``StepMask`` holds only the per-sequence states)."""
 
-    def __init__(self, constraint: Constraint, vocab: Vocabulary, device: torch.device) -> None:
+    def __init__(self, constraint: GrammarMasks, vocab: Vocabulary, device: torch.device) -> None:
         self.constraint = constraint
         self.vocab = vocab
         self.device = device

@@ -9,7 +9,7 @@ from typing import Iterator
 import torch
 
 from ..errors import RunError
-from ..lang.constraint import Constraint
+from ..lang.masks import GrammarMasks, grammar_masks
 from ..lang.grammar import load_grammar
 from . import rundir
 from .constrained import MaskTable, StepMask
@@ -33,7 +33,7 @@ class Run:
     vocab: Vocabulary
     device: torch.device
     iteration: int
-    _constraint: Constraint | None = field(default=None, repr=False)
+    _constraint: GrammarMasks | None = field(default=None, repr=False)
     _mask_table: MaskTable | None = field(default=None, repr=False)
 
     def sample_iter(
@@ -56,7 +56,7 @@ class Run:
         gen.manual_seed(check_seed(seed))
         return self._chunks(n, tau, gen, masks)
 
-    def constraint(self) -> Constraint:
+    def constraint(self) -> GrammarMasks:
         """The run's grammar as next-character masks over its vocabulary, for prefixes of at
         most ``max_len`` characters (built once per run). A backend whose trainer does not
         apply step masks, or a grammar the mask engine cannot handle, is a one-line error."""
@@ -68,7 +68,7 @@ class Run:
                     " constrained"
                 )
             grammar = load_grammar(self.run_dir / rundir.GRAMMAR, start=self.config.start)
-            self._constraint = Constraint(grammar, self.config.max_len, self.vocab.chars)
+            self._constraint = grammar_masks(grammar, self.config.max_len, self.vocab.chars)
         return self._constraint
 
     def mask_table(self) -> MaskTable:

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import GumbelseqError, OptionError, RunError, first_line
 from ..inputs import read_lines
-from ..lang.constraint import Constraint
+from ..lang.masks import grammar_masks
 from ..lang.dataset import draw_dataset
 from ..lang.grammar import Grammar, load_grammar
 from ..outputs import write_lines, write_text_atomic
@@ -246,7 +246,7 @@ def masked_training(options: Any) -> bool:
 def _check_masked_training(backend: Backend, grammar: Grammar, vocab: Vocabulary, max_len: int) -> None:
     if not getattr(backend.trainer_class, "supports_masked_training", False):
         raise OptionError(f"option mask=grammar: backend {backend.name} does not train with grammar masks")
-    Constraint(grammar, max_len, vocab.chars)  # a grammar the masks cannot serve: one line
+    grammar_masks(grammar, max_len, vocab.chars)  # a grammar the masks cannot serve: one line
 
 
 def build_trainer(
@@ -339,7 +339,7 @@ def _train_locked(
     trainer = build_trainer(backend, cfg, dev, data, plugins_dir)
     if masked_training(trainer.options):
         _check_masked_training(backend, grammar, vocab, cfg.max_len)
-        trainer.use_grammar_masks(MaskTable(Constraint(grammar, cfg.max_len, vocab.chars), vocab, dev))
+        trainer.use_grammar_masks(MaskTable(grammar_masks(grammar, cfg.max_len, vocab.chars), vocab, dev))
     total = trainer.options.iterations
     eval_gen = torch.Generator(device=dev)
     eval_gen.manual_seed(cfg.seed + 1)
