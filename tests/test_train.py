@@ -25,7 +25,10 @@ def _start(tmp_path, name, backend="gumbel-lstm-gan", options=SMALL, **kw):
 
 
 def _state(run_dir):
-    return torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    """The checkpoint without its training time (a wall-clock figure, never equal twice)."""
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    state.pop("train_seconds")
+    return state
 
 
 def _assert_same(a, b):
@@ -54,6 +57,35 @@ def test_resume_equals_uninterrupted(tmp_path, backend, options):
     _assert_same(_state(full), _state(part))
     assert read_metrics(full) == read_metrics(part)
     assert (full / "samples.txt").read_text() == (part / "samples.txt").read_text()
+
+
+def test_training_time_is_kept_in_the_checkpoint_across_sessions(tmp_path):
+    r1 = _start(tmp_path, "r", stop_after=13)
+    first = torch.load(r1.run_dir / "checkpoint.pt", weights_only=True)["train_seconds"]
+    assert r1.train_seconds == first > 0
+    r2 = resume_training(r1.run_dir)
+    total = torch.load(r1.run_dir / "checkpoint.pt", weights_only=True)["train_seconds"]
+    assert r2.train_seconds == total > first  # the first session's time is not lost
+
+
+def test_training_time_of_an_older_checkpoint_is_unknown_not_zero(tmp_path):
+    r1 = _start(tmp_path, "r", stop_after=13)
+    path = r1.run_dir / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    del state["train_seconds"]  # as written before the time was recorded
+    torch.save(state, path)
+    assert resume_training(r1.run_dir).train_seconds is None
+    assert "train_seconds" not in torch.load(path, weights_only=True)
+
+
+def test_a_checkpoint_with_a_bad_training_time_is_one_error(tmp_path):
+    r1 = _start(tmp_path, "r", stop_after=13)
+    path = r1.run_dir / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state["train_seconds"] = -1.0
+    torch.save(state, path)
+    with pytest.raises(RunError, match="train_seconds"):
+        resume_training(r1.run_dir)
 
 
 def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):

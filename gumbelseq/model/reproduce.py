@@ -309,7 +309,7 @@ def run_model(
                                 data=list(train_set), data_source="reproduce training set", max_len=max_len,
                                 seed=seed, device=device, eval_every=QUICK["iterations"] if quick else 1000,
                                 final_samples=0, callbacks=callbacks)
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 if result.train_seconds is None else result.train_seconds
         done = {"train_seconds": seconds, "finished": not result.stopped}
         write_text_atomic(timing, json.dumps(done) + "\n")
     else:
@@ -320,7 +320,12 @@ def run_model(
         if not done["finished"]:
             t0 = time.perf_counter()
             result = resume_training(run_dir, device=device, callbacks=callbacks)
-            done = {"train_seconds": done["train_seconds"] + time.perf_counter() - t0, "finished": not result.stopped}
+            # The checkpoint's own count survives a killed session; timing.json (kept for runs
+            # whose checkpoints predate it) only counts sessions that ended normally.
+            seconds = result.train_seconds
+            if seconds is None:
+                seconds = done["train_seconds"] + time.perf_counter() - t0
+            done = {"train_seconds": seconds, "finished": not result.stopped}
             write_text_atomic(timing, json.dumps(done) + "\n")
     if not done["finished"]:
         raise KeyboardInterrupt  # the caller says how to resume

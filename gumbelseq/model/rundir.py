@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
@@ -320,6 +321,9 @@ def read_checkpoint(run_dir: str | Path, cfg: TrainConfig) -> dict[str, Any]:
     it = ckpt["iteration"]
     if isinstance(it, bool) or not isinstance(it, int) or it < 0:
         raise RunError(f"{p}: 'iteration' must be an integer >= 0, got {it!r}"[:200])
+    secs = ckpt.get("train_seconds")
+    if secs is not None and (isinstance(secs, bool) or not isinstance(secs, float) or not math.isfinite(secs) or secs < 0):
+        raise RunError(f"{p}: 'train_seconds' must be a number of seconds >= 0, got {secs!r}"[:200])
     if not isinstance(ckpt["trainer"], dict):
         raise RunError(f"{p}: 'trainer' must be a dict of states")
     gen = ckpt["eval_generator"]
@@ -339,8 +343,12 @@ def read_checkpoint(run_dir: str | Path, cfg: TrainConfig) -> dict[str, Any]:
     return ckpt
 
 
-def checkpoint_state(iteration: int, cfg: TrainConfig, trainer_state: dict[str, Any], eval_state: Any) -> dict[str, Any]:
-    return {"iteration": iteration, "config": cfg.identity(), "trainer": trainer_state, "eval_generator": eval_state}
+def checkpoint_state(iteration: int, cfg: TrainConfig, trainer_state: dict[str, Any], eval_state: Any,
+                     train_seconds: float | None = None) -> dict[str, Any]:
+    state = {"iteration": iteration, "config": cfg.identity(), "trainer": trainer_state, "eval_generator": eval_state}
+    if train_seconds is not None:
+        state["train_seconds"] = float(train_seconds)
+    return state
 
 
 def write_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:

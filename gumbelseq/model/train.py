@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,10 @@ class TrainResult:
     iterations: int
     stopped: bool
     trainer: Trainer
+    #: Seconds spent in the training loop over every session of the run, up to its last
+    #: checkpoint (kept in the checkpoint, so a killed session loses only what came after it);
+    #: None for a run resumed from a checkpoint written before this was recorded.
+    train_seconds: float | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -344,11 +349,13 @@ def _train_locked(
     eval_gen = torch.Generator(device=dev)
     eval_gen.manual_seed(cfg.seed + 1)
     start = 0
+    before: float | None = 0.0  # training seconds of earlier sessions
     if (run_dir / CHECKPOINT).exists():
         ckpt = rundir.read_checkpoint(run_dir, cfg)
         load_trainer_state(trainer, ckpt["trainer"], str(run_dir / CHECKPOINT))
         restore_generator(eval_gen, ckpt["eval_generator"])
         start = ckpt["iteration"]
+        before = ckpt.get("train_seconds")
         if start > total:
             raise RunError(f"{run_dir / CHECKPOINT}: iteration {start} is past the run's {total} iterations")
         rundir.truncate_metrics(run_dir, start)
@@ -362,6 +369,8 @@ def _train_locked(
     pending: list[dict[str, Any]] = []
     iteration = start
     saved = start
+    t0 = time.perf_counter()
+    seconds = before
     try:
         with stop.installed():
             while iteration < total:
@@ -380,7 +389,8 @@ def _train_locked(
                 if iteration % cfg.checkpoint_every == 0 or iteration == total or requested:
                     rundir.append_metrics(run_dir, pending)
                     pending.clear()
-                    state = rundir.checkpoint_state(iteration, cfg, trainer.state_dict(), eval_gen.get_state())
+                    seconds = None if before is None else before + time.perf_counter() - t0
+                    state = rundir.checkpoint_state(iteration, cfg, trainer.state_dict(), eval_gen.get_state(), seconds)
                     path = rundir.write_checkpoint(run_dir, state)
                     saved = iteration
                     for cb in callbacks:
@@ -400,7 +410,7 @@ def _train_locked(
         raise
     for cb in callbacks:
         cb.on_end(iteration, stopped)
-    return TrainResult(run_dir, iteration, stopped, trainer)
+    return TrainResult(run_dir, iteration, stopped, trainer, seconds)
 
 
 def _sample_ids(trainer: Trainer, n: int, gen: torch.Generator) -> torch.Tensor:
