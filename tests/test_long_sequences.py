@@ -102,8 +102,11 @@ def test_moses_preset_and_rows() -> None:
     assert (short.pretrain_iters, short.d_start) == (80, 72)
     assert GAN.make_options({"preset": "moses", "iterations": 100, "pretrain_iters": 50}).d_start == 45
     rows = [(b, r) for b in (GAN, MLE) for r in b.reproduce_suite if r.suite == "moses"]
-    assert sorted(r.key for _, r in rows) == ["gan-moses", "mle-moses"]
-    for backend, row in rows:
+    assert sorted(r.key for _, r in rows) == ["gan-moses", "gan-moses-constrained", "mle-moses", "mle-moses-constrained"]
+    for _, row in rows:
+        if row.sample_of:  # the constrained rows sample a trained MOSES row's run
+            assert row.constrained and row.sample_of == row.key.removesuffix("-constrained")
+    for backend, row in (x for x in rows if not x[1].sample_of):
         opts = backend.make_options(row.options)
         assert opts.iterations >= 1000 and "min" in row.what  # the time budget is stated
     assert all(r.suite == "paper" for b in (GAN, MLE) for r in b.reproduce_suite if "moses" not in r.key)

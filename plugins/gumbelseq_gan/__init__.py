@@ -366,6 +366,9 @@ class GumbelLSTMGAN(Backend):
                   "G state 256, D 128, 80% MLE pre-training (D in its last 10%), then adversarial with an"
                   f" MLE term; {MOSES_ITERATIONS:,} iterations, ~21 min on one core (measured: 107 ms/it)",
                   order=1, suite="moses"),
+        ModelSpec("gan-moses-constrained", "GAN moses, constrained sampling", {},
+                  "the GAN moses run, sampled inside the SMILES grammar's masks", order=10.1, sample_of="gan-moses",
+                  constrained=True, suite="moses"),
     )
     tau_help = (
         "Gumbel-softmax temperature of the vectors the generator feeds back to itself while "

@@ -125,6 +125,9 @@ class MLELSTM(Backend):
         ModelSpec("mle-moses", "MLE LSTM (state 256)", MOSES_OPTIONS,
                   f"teacher-forced LSTM, state 256, batch 128; {MOSES_OPTIONS['iterations']:,} iterations,"
                   " ~20 min on one core (measured: 133 ms/it)", order=0, suite="moses"),
+        ModelSpec("mle-moses-constrained", "MLE LSTM (state 256), constrained sampling", {},
+                  "the MLE run, sampled inside the SMILES grammar's masks", order=10, sample_of="mle-moses",
+                  constrained=True, suite="moses"),
     )
     tau_help = (
         "Sampling temperature: each character is drawn from softmax(logits / tau). 1 samples "
