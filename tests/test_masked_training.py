@@ -13,7 +13,6 @@ from gumbelseq.model.registry import get_backend
 from gumbelseq.model.run import load_run
 from gumbelseq.model.train import resume_training, start_training
 from gumbelseq.model.vocab import Vocabulary
-from oracle import BY_NAME
 
 ARITH = Vocabulary(tuple(sorted("x+-*/")))
 
@@ -93,11 +92,16 @@ def test_masked_runs_sample_valid_and_resume_exactly(tmp_path, backend, options)
     assert samples == b.sample(300, seed=1)
 
 
+# A possessive repeat: Lark loads it, no mask engine follows it (yet).
+BEYOND_MASKS = "start: A+\nA: /a++b/\n"
+
+
 def test_mask_option_is_refused_before_anything_is_written(tmp_path):
-    e = BY_NAME["calc"]
-    with pytest.raises(GumbelseqError, match="does not support this grammar"):
-        start_training(grammar=str(e.path), backend="mle-lstm", out_dir=tmp_path / "r",
-                       options={"mask": "grammar", "iterations": 2}, n_data=20, max_len=8, device="cpu")
+    grammar = tmp_path / "possessive.lark"
+    grammar.write_text(BEYOND_MASKS)
+    with pytest.raises(GumbelseqError, match="does not support this grammar.*possessive"):
+        start_training(grammar=str(grammar), backend="mle-lstm", out_dir=tmp_path / "r", data=["ab", "aab"],
+                       options={"mask": "grammar", "iterations": 2}, max_len=8, device="cpu")
     assert not (tmp_path / "r").exists()
     with pytest.raises(GumbelseqError, match="mask"):
         start_training(grammar="arith", backend="mle-lstm", out_dir=tmp_path / "r2",

@@ -863,7 +863,7 @@ def _unicode_construct(pattern: str, flags) -> str | None:
                 for branch in av[1]:
                     walk(branch)
             elif name in ("ATOMIC_GROUP", "ASSERT", "ASSERT_NOT"):
-                walk(av[-1])
+                walk(av if name == "ATOMIC_GROUP" else av[-1])  # an atomic group's value is its pattern
 
     walk(parsed)
     return found[0] if found else None
