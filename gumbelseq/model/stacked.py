@@ -35,6 +35,7 @@ Parameters are those of ``nn.LSTM(V, H, num_layers=L)`` plus the head ``nn.Linea
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
@@ -95,6 +96,52 @@ def stacked_parameters(hidden: int, vocab: int, layers: int, out: int | None = N
     return first + rest + out * hidden + out
 
 
+class _Pool:
+    """Recycled buffers for the kernels' per-call tensors (bit for bit the same results).
+
+    A call of ``_Sequence`` or ``_Relaxed`` at MOSES's sizes allocates ~50 MB of buffers
+    (gates, states for every step). Freshly allocated, they come from the OS page by page (glibc
+    serves such sizes with ``mmap`` and returns them at ``free``): in some runs a third of a GAN
+    iteration was spent in page faults. Here a buffer goes back to a free list when the
+    autograd node that saved it is freed (after its backward, or at once when no graph was
+    recorded; ``retain_graph`` keeps it) and the next call of the same shape takes it. A buffer is only reused after its owner gave it back, every
+    kernel writes each buffer before reading it (as it must: ``torch.empty`` is uninitialised
+    memory too), and a recycled buffer has the same shape, strides and alignment, so results
+    are unchanged. Buffers handed to the caller (outputs, returned gradients) are never given
+    back. At most ``keep`` free buffers per shape are kept; the rest are freed."""
+
+    def __init__(self, keep: int = 8) -> None:
+        self.keep = keep
+        self.free: dict[tuple, list[torch.Tensor]] = {}
+
+    def take(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        stack = self.free.get((tuple(shape), dtype, device))
+        if stack:
+            try:
+                return stack.pop()
+            except IndexError:  # another thread took it first
+                pass
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def give(self, *buffers: torch.Tensor | None) -> None:
+        for b in buffers:
+            if b is None:
+                continue
+            stack = self.free.setdefault((tuple(b.shape), b.dtype, b.device), [])
+            if len(stack) < self.keep:
+                stack.append(b)
+
+
+_POOL = _Pool()
+
+
+def _recycle_with(ctx: Any, buffers: list[torch.Tensor | None]) -> None:
+    """Give ``buffers`` back to the pool when the autograd node ``ctx`` is freed: after the
+    backward that consumed it (or at once when no graph was recorded), never while a
+    ``retain_graph`` backward could still read them."""
+    weakref.finalize(ctx, _POOL.give, *buffers)
+
+
 class _MM:
     """Matrix products in the chosen dtype, results in float32.
 
@@ -111,7 +158,7 @@ class _MM:
 
     def operand(self, buffer: torch.Tensor) -> torch.Tensor:
         """The twin of ``buffer`` that products read: ``buffer`` itself in float32."""
-        return torch.empty_like(buffer, dtype=self.dtype) if self.low else buffer
+        return _POOL.take(buffer.shape, self.dtype, buffer.device) if self.low else buffer
 
     def mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if self.low:
@@ -187,15 +234,15 @@ class _Sequence(torch.autograd.Function):
         for layer in range(h0.shape[0]):
             i_ih, i_hh, i_b = _seq_index(layer)
             w_hh_t = mm.cast(params[i_hh].t())
-            act = torch.empty((steps, batch, four_h), **opts)
+            act = _POOL.take((steps, batch, four_h), **opts)
             if layer > 0:
                 # One product over all steps and rows: the layer below is done.
                 mm.addmm(params[i_b], below_m.reshape(steps * batch, hs), mm.cast(params[i_ih].t()),
                          out=act.view(steps * batch, four_h))
-            h = torch.empty((steps + 1, batch, hs), **opts)
+            h = _POOL.take((steps + 1, batch, hs), **opts)
             h_m = mm.operand(h)
-            c = torch.empty((steps + 1, batch, hs), **opts)
-            k = torch.empty((steps, batch, hs), **opts)
+            c = _POOL.take((steps + 1, batch, hs), **opts)
+            k = _POOL.take((steps, batch, hs), **opts)
             h[0].copy_(h0[layer])
             c[0].copy_(c0[layer])
             acts, hl, hml, cl, kl = act.unbind(0), h.unbind(0), h_m.unbind(0), c.unbind(0), k.unbind(0)
@@ -210,11 +257,17 @@ class _Sequence(torch.autograd.Function):
                     hml[t + 1].copy_(hl[t + 1])
             saved.append((act, h_m, c, k))
             below_m = h_m[1:]
-            top = h
+            if layer > 0 and mm.low:
+                _POOL.give(top)  # the float32 states below: backward reads only their twin
+            top = h  # (in float32 h_m is h itself: kept for backward)
         ctx.mm = mm
         ctx.layers = saved
         ctx.save_for_backward(*params)
-        return top[1:].clone()  # the buffer stays private: backward reads it
+        out = top[1:].clone()  # the buffer stays private: backward reads it
+        if mm.low:
+            _POOL.give(top)  # float32 states of the top layer: only h_m is read later
+        _recycle_with(ctx, [b for bufs in saved for b in bufs])
+        return out
 
     @staticmethod
     def backward(ctx, d_out):  # type: ignore[override]
@@ -231,7 +284,7 @@ class _Sequence(torch.autograd.Function):
             act, h_m, c, k = ctx.layers[layer]
             i_ih, i_hh, i_b = _seq_index(layer)
             w_hh = mm.cast(params[i_hh])
-            d_act = torch.empty_like(act)
+            d_act = _POOL.take(act.shape, act.dtype, act.device)
             d_act_m = mm.operand(d_act)
             dh_next = dc_next = None
             acts, cl, kl, das, dams, dbs = (act.unbind(0), c.unbind(0), k.unbind(0), d_act.unbind(0),
@@ -249,7 +302,9 @@ class _Sequence(torch.autograd.Function):
             if need[i_hh]:
                 d_params[i_hh] = mm.grad_weight(flat_m, h_m[:-1].reshape(rows, hs))
             if layer == 0:
-                d_p0 = d_act
+                d_p0 = d_act  # returned: not recycled
+                if mm.low:
+                    _POOL.give(d_act_m)
                 break
             below_m = ctx.layers[layer - 1][1][1:].reshape(rows, hs)
             if need[i_ih]:
@@ -257,6 +312,7 @@ class _Sequence(torch.autograd.Function):
             if need[i_b]:
                 d_params[i_b] = d_act.view(rows, 4 * hs).sum(0)
             d_below = mm.mm(flat_m, mm.cast(params[i_ih])).view(steps, batch, hs)
+            _POOL.give(d_act, d_act_m if mm.low else None)
         d_h0.reverse()
         d_c0.reverse()
         return (
@@ -281,17 +337,17 @@ class _Relaxed(torch.autograd.Function):
         steps, batch, vocab = bias_noise.shape
         layers, _, hs = h0.shape
         opts = dict(dtype=w_o.dtype, device=w_o.device)
-        y = torch.empty((steps + 1, batch, vocab), **opts)  # y[t] is the input of step t
+        y = _POOL.take((steps + 1, batch, vocab), **opts)  # y[t] is the input of step t
         y[0].zero_()
         y_m = mm.operand(y)
         if mm.low:
             y_m[0].zero_()
-        soft = torch.empty((steps, batch, vocab), **opts) if hard else None
-        acts = [torch.empty((steps, batch, 4 * hs), **opts) for _ in range(layers)]
-        hbuf = [torch.empty((steps + 1, batch, hs), **opts) for _ in range(layers)]
+        soft = _POOL.take((steps, batch, vocab), **opts) if hard else None
+        acts = [_POOL.take((steps, batch, 4 * hs), **opts) for _ in range(layers)]
+        hbuf = [_POOL.take((steps + 1, batch, hs), **opts) for _ in range(layers)]
         hbuf_m = [mm.operand(h) for h in hbuf]
-        cbuf = [torch.empty((steps + 1, batch, hs), **opts) for _ in range(layers)]
-        kbuf = [torch.empty((steps, batch, hs), **opts) for _ in range(layers)]
+        cbuf = [_POOL.take((steps + 1, batch, hs), **opts) for _ in range(layers)]
+        kbuf = [_POOL.take((steps, batch, hs), **opts) for _ in range(layers)]
         for layer in range(layers):
             hbuf[layer][0].copy_(h0[layer])
             cbuf[layer][0].copy_(c0[layer])
@@ -340,7 +396,11 @@ class _Relaxed(torch.autograd.Function):
         ctx.hard = hard
         ctx.buffers = (y, y_m, soft, acts, hbuf_m, cbuf, kbuf)
         ctx.save_for_backward(w_o, *params)
-        return y[1:].clone()  # the buffer stays private: backward reads it
+        out = y[1:].clone()  # the buffer stays private: backward reads it
+        if mm.low:
+            _POOL.give(*hbuf)  # backward reads only the states' twins
+        _recycle_with(ctx, [y, y_m if mm.low else None, soft, *acts, *hbuf_m, *cbuf, *kbuf])
+        return out
 
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
@@ -353,8 +413,8 @@ class _Relaxed(torch.autograd.Function):
         hs = hbuf_m[0].shape[2]
         probs = (soft if ctx.hard else y[1:]).unbind(0)
         dy = dy.contiguous()
-        d_scores = torch.empty_like(dy)
-        d_acts = [torch.empty_like(a) for a in acts]
+        d_scores = _POOL.take(dy.shape, dy.dtype, dy.device)
+        d_acts = [_POOL.take(a.shape, a.dtype, a.device) for a in acts]
         d_acts_m = [mm.operand(d) for d in d_acts]
         w_ih = [mm.cast(params[3 * l]) for l in range(layers)]
         w_hh = [mm.cast(params[3 * l + 1]) for l in range(layers)]
@@ -396,6 +456,7 @@ class _Relaxed(torch.autograd.Function):
             d_params.append(d_acts[layer].view(rows, 4 * hs).sum(0) if need[9 + 3 * layer] else None)
         top = hbuf_m[-1][1:].reshape(rows, hs)
         d_w_o = mm.grad_weight(d_scores.view(rows, vocab), top) if need[3] else None
+        _POOL.give(*d_acts, *(d_acts_m if mm.low else ()), None if need[2] else d_scores)
         return (
             torch.stack(dh_next) if need[0] else None,  # type: ignore[arg-type]
             torch.stack(dc_next) if need[1] else None,  # type: ignore[arg-type]
