@@ -39,7 +39,7 @@ from itertools import accumulate
 from ..errors import GumbelseqError, UnsupportedGrammarError
 from .exactness import exactness, ignore_runs, terminal_dfas
 from .grammar import Grammar
-from .regex import RegexLanguage
+from .regex import RegexLanguage, bit_source, pick_table
 
 Token = tuple[str, str]  # (terminal name, its text)
 
@@ -91,7 +91,7 @@ class Language:
             if term.name not in used:
                 continue
             try:
-                self._terminals[term.name] = RegexLanguage(
+                self._terminals[_plain(term.name)] = RegexLanguage(
                     term.pattern.to_regexp(), term.pattern.flags, max_len=max_len
                 )
             except UnsupportedGrammarError as e:
@@ -100,7 +100,7 @@ class Language:
                 ) from None
         self._rules: dict[str, list[_Rule]] = {}
         for rule in grammar.rules:
-            r = _Rule(rule.origin.name, tuple(s.name for s in rule.expansion))
+            r = _Rule(_plain(rule.origin.name), tuple(_plain(s.name) for s in rule.expansion))
             self._rules.setdefault(r.origin, []).append(r)
         for rules in self._rules.values():
             for r in rules:
@@ -198,10 +198,43 @@ class Language:
                 acc += unreachable if m is None else m
                 res.append(acc)
             self._reserve[r] = tuple(reversed(res))
-        # Cumulative weights for the choices sampling makes, built on first use: each choice is
-        # one rng.randrange(total) and a bisection instead of a pass over big integers.
-        self._rule_cum: dict[tuple[str, int], tuple[list[_Rule], list[int]]] = {}
-        self._split_cum: dict[tuple[_Rule, int, int], tuple[list[int], list[int]]] = {}
+        # The choices sampling makes, built on first use, each as (total, its bit length,
+        # cumulative weights, values): one draw below the total (``regex.bit_source``) and a
+        # bisection instead of a pass over big integers. Per nonterminal, indexed by length:
+        # its rules; per rule and symbol, indexed by the length left: that symbol's length.
+        # One table per symbol, indexed by length: for a nonterminal, the pick of its rule (a
+        # 4-tuple whose total is an int); for a terminal, (None, units, text, program) from
+        # RegexLanguage.plan. Filled on first use.
+        self._rule_tab: dict[str, list] = {a: [None] * (L + 1) for a in self._rules}
+        for name in self._terminals:
+            self._rule_tab[name] = [None] * (L + 1)
+        self._split_tab: dict[_Rule, list[list]] = {
+            r: [[None] * (L + 1) for _ in r.symbols] for rules in self._rules.values() for r in rules
+        }
+        self._length_cum: dict[int, tuple] = {}
+
+    def _rule_entry(self, sym: str, length: int) -> tuple:
+        term = self._terminals.get(sym)
+        if term is not None:
+            e = self._rule_tab[sym][length] = (None, *term.plan(length))
+            return e
+        rules = self._rules[sym]
+        pairs = []
+        for r in rules:
+            w = self._suffix[r][0][length]
+            if len(r.symbols) == 1 and w:  # its one symbol's length is forced: keep the draw at hand
+                t, k, _, _ = self._split_tab[r][0][length] or self._split_entry(r, 0, length)
+                pairs.append(((r.symbols[0], t, k), w))
+            else:
+                pairs.append(((r.symbols, self._split_tab[r], r), w))
+        e = self._rule_tab[sym][length] = pick_table(pairs)
+        return e
+
+    def _split_entry(self, r: _Rule, i: int, rest: int) -> tuple:
+        c = self._sym(r.symbols[i])
+        nxt = self._suffix[r][i + 1]
+        e = self._split_tab[r][i][rest] = pick_table((m, c[m] * nxt[rest - m]) for m in range(rest + 1))
+        return e
 
     def count(self, n: int) -> int:
         """Number of strings of Lark's language of exactly ``n`` characters (ignorable text
@@ -227,50 +260,81 @@ class Language:
 
     def derive_uniform(self, rng: random.Random, min_len: int = 0) -> list[Token]:
         """A derivation's tokens, uniform over derivations of length ``min_len``..``max_len``."""
-        weights = self._derivations[min_len:]
-        if not any(weights):
-            raise UnsupportedGrammarError(
-                f"{self.grammar.path}: no string of length {min_len}..{self.max_len} in this language"
-            )
-        n = min_len + _choose(rng, weights)
-        return self._expand(self.grammar.start, n, rng)
+        e = self._length_cum.get(min_len)
+        if e is None:
+            weights = self._derivations[min_len:]
+            if not any(weights):
+                raise UnsupportedGrammarError(
+                    f"{self.grammar.path}: no string of length {min_len}..{self.max_len} in this language"
+                )
+            e = self._length_cum[min_len] = pick_table(enumerate(weights))
+        gb = bit_source(rng)
+        t, k, cum, values = e
+        r = gb(k)
+        while r >= t:
+            r = gb(k)
+        return self._expand_bits(self.grammar.start, min_len + values[bisect_right(cum, r)], gb)
 
     def _expand(self, symbol: str, n: int, rng: random.Random) -> list[Token]:
+        return self._expand_bits(symbol, n, bit_source(rng))
+
+    def _expand_bits(self, symbol: str, n: int, gb) -> list[Token]:  # noqa: ANN001 - regex.bit_source
         # An explicit stack: left-recursive grammars make derivations as deep as they are long.
+        # Every choice is one draw below its total, inlined (see regex.bit_source): the same
+        # values as rng.randrange(total), so draws stay those of earlier versions. Even a forced
+        # choice draws from the stream, for the same reason.
         out: list[Token] = []
+        append = out.append
         stack: list[tuple[str, int]] = [(symbol, n)]
-        terminals, rule_cum, split_cum = self._terminals, self._rule_cum, self._split_cum
+        pop, push = stack.pop, stack.append
+        terminals, rule_tab = self._terminals, self._rule_tab
         while stack:
-            sym, length = stack.pop()
-            term = terminals.get(sym)
-            if term is not None:
-                out.append((sym, term.sample(length, rng)))
-                continue
-            entry = rule_cum.get((sym, length))
-            if entry is None:
-                rules = self._rules[sym]
-                entry = (rules, list(accumulate(self._suffix[x][0][length] for x in rules)))
-                rule_cum[(sym, length)] = entry
-            rules, cum = entry
-            # Even a forced choice draws from the stream: draws stay those of earlier versions.
-            r = rules[bisect_right(cum, rng.randrange(cum[-1]))]
-            tabs = self._suffix[r]
-            parts: list[tuple[str, int]] = []
-            rest = length
-            for i, s in enumerate(r.symbols):
-                entry = split_cum.get((r, i, rest))
-                if entry is None:
-                    c = self._sym(s)
-                    nxt = tabs[i + 1]
-                    pairs = [(m, c[m] * nxt[rest - m]) for m in range(rest + 1)]
-                    pairs = [(m, w) for m, w in pairs if w]
-                    entry = ([m for m, _ in pairs], list(accumulate(w for _, w in pairs)))
-                    split_cum[(r, i, rest)] = entry
-                splits, cum = entry
-                m = splits[bisect_right(cum, rng.randrange(cum[-1]))]
-                parts.append((s, m))
-                rest -= m
-            stack.extend(reversed(parts))
+            sym, length = pop()
+            while True:  # follow the leftmost child at once rather than through the stack
+                t, k, cum, values = rule_tab[sym][length] or self._rule_entry(sym, length)
+                if t is None:  # a terminal: k draws below 1 then the text cum, or a program
+                    if cum is None:
+                        cum = terminals[sym].sample_bits(length, gb)
+                    elif k == 1:
+                        while gb(1):
+                            pass
+                    else:
+                        for _ in range(k):
+                            while gb(1):
+                                pass
+                    append((sym, cum))
+                    break
+                r = gb(k)
+                while r >= t:
+                    r = gb(k)
+                symbols, splits, rule = values[bisect_right(cum, r)]
+                if symbols.__class__ is str:  # one symbol (_rule_entry): its forced length, drawn
+                    r = gb(rule)
+                    while r >= splits:
+                        r = gb(rule)
+                    sym = symbols
+                    continue
+                if not symbols:
+                    break
+                rest = length
+                parts: list[tuple[str, int]] = []
+                i = 0
+                for s in symbols:
+                    t, k, cum, values = splits[i][rest] or self._split_entry(rule, i, rest)
+                    r = gb(k)
+                    while r >= t:
+                        r = gb(k)
+                    m = values[bisect_right(cum, r)]
+                    parts.append((s, m))
+                    rest -= m
+                    i += 1
+                sym, length = parts[0]
+                if i == 2:
+                    push(parts[1])
+                else:
+                    del parts[0]
+                    parts.reverse()
+                    stack += parts
         return out
 
     # -- pcfg sampling -----------------------------------------------------------------------
@@ -318,6 +382,12 @@ class Language:
                 r = fits[rng.randrange(len(fits))]
                 frames.append([r.symbols, 0, used, room, self._reserve[r], depth + 1])
         return out
+
+
+def _plain(name: str) -> str:
+    """A symbol name as a plain ``str``: Lark's names are often its ``Token``, whose Python-level
+    ``__eq__`` would run at every dict look-up and comparison of the tokens drawn."""
+    return str.__str__(name)
 
 
 def _times(a: list[int], b: list[int]) -> list[int]:

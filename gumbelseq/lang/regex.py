@@ -67,7 +67,7 @@ import bisect
 import random
 import re
 from itertools import accumulate
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import _sre  # re's C core: the exact case-folding functions re itself uses
 
@@ -242,35 +242,141 @@ def _support(counts: Sequence[int]) -> list[int]:
     return [n for n, c in enumerate(counts) if c]
 
 
-def _pick_cached(
-    rng: random.Random, cache: dict, key: object, weighted: Callable[[], Iterator[tuple[int, int]]]
-) -> int:
-    """``_pick`` over ``weighted()``, whose cumulative weights are computed once per ``key``:
-    the same draw from the same stream (one ``randrange`` of the total, first value whose
-    cumulative weight exceeds it), found by bisection."""
-    entry = cache.get(key)
-    if entry is None:
-        pairs = [(v, w) for v, w in weighted() if w]
-        entry = ([v for v, _ in pairs], list(accumulate(w for _, w in pairs)))
-        cache[key] = entry
-    values, cum = entry
-    # Even a forced choice draws from the stream, so that draws stay those of earlier versions
-    # (the reproduction's training set is pinned by its seed).
-    return values[bisect.bisect_right(cum, rng.randrange(cum[-1]))]
+#: A pick: ``(total, total.bit_length(), cumulative weights, values)``.
+Entry = tuple[int, int, list[int], list]
 
 
-def _pick(rng: random.Random, total: int, weighted: Iterator[tuple[int, int]]) -> int:
-    """Choose a value with probability weight/total (weights must sum to total)."""
-    r = rng.randrange(total)
-    for value, weight in weighted:
-        if r < weight:
-            return value
-        r -= weight
-    raise AssertionError("count tables are inconsistent")  # pragma: no cover
+def pick_table(weighted: Iterable[tuple[object, int]]) -> Entry:
+    """The pick over ``weighted`` (value, weight) pairs, zero weights dropped: one draw below
+    the total, then the first value whose cumulative weight exceeds it (found by bisection)."""
+    pairs = [(v, w) for v, w in weighted if w]
+    cum = list(accumulate(w for _, w in pairs))
+    total = cum[-1]
+    return total, total.bit_length(), cum, [v for v, _ in pairs]
+
+
+def bit_source(rng: random.Random) -> Callable[[int], int]:
+    """``gb`` such that ``r = gb(k)``, repeated while ``r >= t`` (with ``k = t.bit_length()``),
+    draws exactly what ``rng.randrange(t)`` draws, consuming the same stream.
+
+    That loop is CPython's ``Random._randbelow_with_getrandbits``, which ``randrange(t)`` calls
+    (unchanged from 3.10 to 3.13, and checked at import below): written inline at every choice,
+    it saves two Python calls per choice, the sampler's largest cost. For a generator whose
+    ``randrange`` is something else (a subclass that overrides it, Hypothesis's), the loop runs
+    on ``rng.randrange(2**k)``: still an exactly uniform draw below ``t``, from that generator,
+    but not the values ``randrange(t)`` would have given (no seed of such a generator is pinned).
+    """
+    cls = type(rng)
+    if (
+        _INLINE_RANDBELOW
+        and cls.randrange is random.Random.randrange
+        and getattr(cls, "_randbelow", None) is random.Random._randbelow_with_getrandbits
+    ):
+        return rng.getrandbits
+    randrange = rng.randrange
+    return lambda k: randrange(1 << k)
+
+
+def _inline_randbelow_matches() -> bool:
+    """Whether the loop ``bit_source`` inlines gives ``randrange``'s values on this Python."""
+    a, b = random.Random(20261201), random.Random(20261201)
+    gb = b.getrandbits
+    for t in [1, 2, 3, 5, 7, 8, 9, 10, 100, 255, 256, 257, 2**32 - 1, 2**32, 2**32 + 1, 10**40, 3**200 + 7] * 8:
+        k = t.bit_length()
+        r = gb(k)
+        while r >= t:
+            r = gb(k)
+        if a.randrange(t) != r:
+            return False
+    return a.getstate() == b.getstate()
+
+
+_INLINE_RANDBELOW = True
+_INLINE_RANDBELOW = _inline_randbelow_matches()
+
+
+class _Branch:
+    """A choice in a program: after the draw ``r``, ``options[bisect_right(cum, r)]`` is
+    ``(before, tail)``: run each program of ``before``, then go on with ``tail``."""
+
+    __slots__ = ("cum", "options")
+
+    def __init__(self, cum: list[int], options: list[tuple[tuple, tuple]]) -> None:
+        self.cum = cum
+        self.options = options
+
+
+def _exec(prog: tuple, gb: Callable[[int], int], out: list[str]) -> None:
+    """Run a program (see ``_Node.prog``): its draws, in order, and what they append."""
+    bisect_right = bisect.bisect_right
+    while True:
+        for t, k, table in prog:
+            r = gb(k)
+            while r >= t:
+                r = gb(k)
+            if table is None:
+                continue
+            cls = table.__class__
+            if cls is str:
+                out.append(table[r])
+            elif cls is _Branch:
+                before, prog = table.options[bisect_right(table.cum, r)]
+                for sub in before:
+                    _exec(sub, gb, out)
+                break  # a branch is always a program's last step: go on with its tail
+            else:
+                table.decode(r, out)
+        else:
+            return
+
+
+def _cat(p: tuple | None, q: tuple | None) -> tuple | None:
+    """Program ``p`` then program ``q`` (None: either cannot be a program)."""
+    if p is None or q is None:
+        return None
+    if not q:
+        return p
+    if not p:
+        return q
+    t, k, table = p[-1]
+    if table.__class__ is _Branch:  # keep the branch last: q runs after each option's tail
+        opts = [(before + (tail,) if tail else before, q) for before, tail in table.options]
+        return p[:-1] + ((t, k, _Branch(table.cum, opts)),)
+    return p + q
+
+
+def _pick_prog(e: Entry, option: Callable[[object], tuple | None]) -> tuple | None:
+    """The program of a pick ``e`` followed by ``option(value)``, the program for each value
+    (None: no program)."""
+    t, k, cum, values = e
+    if len(values) == 1:
+        return _cat(((t, k, None),), option(values[0]))
+    opts = []
+    for v in values:
+        sub = option(v)
+        if sub is None:
+            return None
+        opts.append(((), sub))
+    return ((t, k, _Branch(cum, opts)),)
+
+
+#: Programs are built for sequences of at most this many items and repeats with at most this
+#: many counted pieces ({m,n} with m or n - m above it walk the tree instead): their building
+#: recurses once per item.
+_PROG_MAX_ITEMS = 40
 
 
 class _Node:
-    """A parse-tree node with its count table (index = length)."""
+    """A parse-tree node with its count table (index = length).
+
+    ``emit(n, gb, out)`` appends a uniform string of length ``n`` to ``out``, drawing with
+    ``gb`` (see ``bit_source``). ``run`` does the same through ``flat(n)`` when there is one: at
+    a length where every choice below the node is forced (one value with a nonzero weight:
+    literals, fixed-size classes, runs), the walk is the same sequence of draws whatever they
+    give, so it is kept as a flat program of steps ``(total, bits, table)``: draw below total;
+    then nothing (``table`` None: a forced choice, drawn only to keep the stream), append
+    ``table[r]`` (a ``str``: one character of a class), or ``table.decode(r, out)``.
+    """
 
     counts: list[int]
     support: list[int]  # lengths with a nonzero count, for sparse loops
@@ -278,17 +384,68 @@ class _Node:
     def _set_counts(self, counts: list[int]) -> None:
         self.counts = counts
         self.support = _support(counts)
+        self._flat: dict[int, tuple | None] = {}
+        self._progs: dict[int, tuple | None] = {}
 
-    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+    def emit(self, n: int, gb: Callable[[int], int], out: list[str]) -> None:
         raise NotImplementedError
+
+    def _flat_at(self, n: int) -> tuple | None:
+        return None
+
+    def flat(self, n: int) -> tuple | None:
+        """The flat program of ``emit(n)``, or None when a choice at this length is not forced."""
+        try:
+            return self._flat[n]
+        except KeyError:
+            steps = self._flat[n] = self._flat_at(n)
+            return steps
+
+    def _dag(self, n: int) -> tuple | None:
+        return None
+
+    def prog(self, n: int) -> tuple | None:
+        """The program of ``emit(n)``: its flat program, or one with branches (``_Branch``) at
+        the choices that are not forced, each option going on with the rest of the walk
+        (shared, not copied, between options). None: walk the tree (``emit``)."""
+        try:
+            return self._progs[n]
+        except KeyError:
+            p = self.flat(n)
+            if p is None:
+                p = self._dag(n)
+            self._progs[n] = p
+            return p
+
+    def run(self, n: int, gb: Callable[[int], int], out: list[str]) -> None:
+        try:
+            p = self._progs[n]
+        except KeyError:
+            p = self.prog(n)
+        if p is None:
+            self.emit(n, gb, out)
+        else:
+            _exec(p, gb, out)
+
+
+def _forced(e: Entry) -> tuple | None:
+    """A forced pick's step (drawn, result unused), or None when the pick has a choice."""
+    return ((e[0], e[1], None),) if len(e[3]) == 1 else None
 
 
 class _Empty(_Node):
     def __init__(self, max_len: int) -> None:
         self._set_counts([1] + [0] * max_len)
 
-    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+    def emit(self, n: int, gb: Callable[[int], int], out: list[str]) -> None:
         pass
+
+    def _flat_at(self, n: int) -> tuple | None:
+        return ()
+
+
+#: Classes up to this size keep their characters as one string (a table look-up per draw).
+_ALPHABET_MAX = 1 << 16
 
 
 class _Chars(_Node):
@@ -302,18 +459,58 @@ class _Chars(_Node):
             self.offsets.append(size)
             size += hi - lo + 1
         self.size = size
+        self.bits = size.bit_length()
+        self.alphabet = (
+            "".join(chr(c) for lo, hi in intervals for c in range(lo, hi + 1)) if size <= _ALPHABET_MAX else None
+        )
         counts = [0] * (max_len + 1)
         if max_len >= 1:
             counts[1] = size
         self._set_counts(counts)
 
-    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
-        out.append(self.char(rng.randrange(self.size)))
+    def emit(self, n: int, gb: Callable[[int], int], out: list[str]) -> None:
+        t, k = self.size, self.bits
+        r = gb(k)
+        while r >= t:
+            r = gb(k)
+        out.append(self.alphabet[r] if self.alphabet is not None else self.char(r))
+
+    def _flat_at(self, n: int) -> tuple | None:
+        return ((self.size, self.bits, self.alphabet if self.alphabet is not None else self),)
+
+    def decode(self, r: int, out: list[str]) -> None:
+        out.append(self.char(r))
 
     def char(self, k: int) -> str:
         """The ``k``-th character of the set."""
         i = bisect.bisect_right(self.offsets, k) - 1
         return chr(self.starts[i] + k - self.offsets[i])
+
+
+class _Run:
+    """``rem`` characters of ``chars`` from one draw below ``size**rem``: its base-``size``
+    digits, least significant first (how a run ``[0-9]*`` is drawn)."""
+
+    _DIGITS = "0123456789"
+
+    def __init__(self, chars: _Chars, rem: int) -> None:
+        self.chars = chars
+        self.rem = rem
+        self.total = chars.size**rem
+        self.bits = self.total.bit_length()
+        a = chars.alphabet
+        # Base ten: the digits are str(r)'s, read backwards, mapped onto the class.
+        self.trans = str.maketrans(self._DIGITS, a) if chars.size == 10 and a is not None else None
+
+    def decode(self, r: int, out: list[str]) -> None:
+        if self.trans is not None:
+            out.append(str(r).zfill(self.rem)[::-1].translate(self.trans))
+            return
+        chars, size = self.chars, self.chars.size
+        a = chars.alphabet
+        for _ in range(self.rem):
+            r, d = divmod(r, size)
+            out.append(a[d] if a is not None else chars.char(d))
 
 
 class _Seq(_Node):
@@ -328,16 +525,56 @@ class _Seq(_Node):
         self._set_counts(suffix[0])
         self._cache: dict = {}
 
-    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
+    def _split(self, i: int, n: int) -> Entry:
+        e = self._cache.get((i, n))
+        if e is None:
+            counts, rest = self.children[i].counts, self.suffix[i + 1]
+            e = self._cache[(i, n)] = pick_table((m, counts[m] * rest[n - m]) for m in self.children[i].support if m <= n)
+        return e
+
+    def emit(self, n: int, gb: Callable[[int], int], out: list[str]) -> None:
         cache = self._cache
         for i, child in enumerate(self.children):
-            rest = self.suffix[i + 1]
-            counts = child.counts
-            m = _pick_cached(
-                rng, cache, (i, n), lambda: ((m, counts[m] * rest[n - m]) for m in child.support if m <= n)
-            )
-            child.emit(m, rng, out)
+            e = cache.get((i, n)) or self._split(i, n)
+            t, k, cum, values = e
+            r = gb(k)
+            while r >= t:
+                r = gb(k)
+            m = values[bisect.bisect_right(cum, r)]
+            child.run(m, gb, out)
             n -= m
+
+    def _dag(self, n: int) -> tuple | None:
+        if len(self.children) > _PROG_MAX_ITEMS:
+            return None
+        return self._rest_prog(0, n)
+
+    def _rest_prog(self, i: int, n: int) -> tuple | None:
+        """The program of children[i:] at length n."""
+        if i == len(self.children):
+            return ()
+        key = ("prog", i, n)
+        try:
+            return self._cache[key]
+        except KeyError:
+            child = self.children[i]
+            p = self._cache[key] = _pick_prog(
+                self._split(i, n), lambda m: _cat(child.prog(m), self._rest_prog(i + 1, n - m))  # type: ignore[operator]
+            )
+            return p
+
+    def _flat_at(self, n: int) -> tuple | None:
+        steps: tuple = ()
+        for i, child in enumerate(self.children):
+            e = self._split(i, n)
+            step = _forced(e)
+            m = e[3][0]
+            sub = child.flat(m) if step is not None else None
+            if sub is None:
+                return None
+            steps += step + sub
+            n -= m
+        return steps
 
 
 class _Alt(_Node):
@@ -346,9 +583,27 @@ class _Alt(_Node):
         self._set_counts([sum(col) for col in zip(*(c.counts for c in children))])
         self._cache: dict = {}
 
-    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
-        i = _pick_cached(rng, self._cache, n, lambda: ((i, c.counts[n]) for i, c in enumerate(self.children)))
-        self.children[i].emit(n, rng, out)
+    def _choice(self, n: int) -> Entry:
+        e = self._cache.get(n)
+        if e is None:
+            e = self._cache[n] = pick_table((i, c.counts[n]) for i, c in enumerate(self.children))
+        return e
+
+    def emit(self, n: int, gb: Callable[[int], int], out: list[str]) -> None:
+        t, k, cum, values = self._cache.get(n) or self._choice(n)
+        r = gb(k)
+        while r >= t:
+            r = gb(k)
+        self.children[values[bisect.bisect_right(cum, r)]].run(n, gb, out)
+
+    def _dag(self, n: int) -> tuple | None:
+        return _pick_prog(self._choice(n), lambda i: self.children[i].prog(n))  # type: ignore[index]
+
+    def _flat_at(self, n: int) -> tuple | None:
+        e = self._choice(n)
+        step = _forced(e)
+        sub = self.children[e[3][0]].flat(n) if step is not None else None
+        return None if sub is None else step + sub
 
 
 class _Repeat(_Node):
@@ -362,6 +617,8 @@ class _Repeat(_Node):
     def __init__(self, child: _Node, lo: int, hi: int, max_len: int) -> None:
         self.child = child
         self._cache: dict = {}
+        self._runs: dict[int, _Run] = {}
+        self._chars_run = False
         body = list(child.counts)
         if body[0]:
             body[0] = 0
@@ -395,41 +652,161 @@ class _Repeat(_Node):
         head = self.powers[lo]
         self.head_support = _support(head)
         self._set_counts(_conv(head, self.optional[-1], max_len))
+        self._chars_run = self.star and isinstance(child, _Chars)
 
-    def _emit_piece(self, rem: int, after: list[int], key: tuple, rng: random.Random, out: list[str]) -> int:
-        body = self.body
-        m = _pick_cached(
-            rng, self._cache, key, lambda: ((m, body[m] * after[rem - m]) for m in self.body_support if m <= rem)
-        )
-        self.child.emit(m, rng, out)
+    def _head(self, n: int) -> Entry:
+        key = ("h", n)
+        e = self._cache.get(key)
+        if e is None:
+            head, tail = self.powers[self.lo], self.optional[-1]
+            e = self._cache[key] = pick_table((a, head[a] * tail[n - a]) for a in self.head_support if a <= n)
+        return e
+
+    def _piece_entry(self, rem: int, after: list[int], key: tuple) -> Entry:
+        e = self._cache.get(key)
+        if e is None:
+            body = self.body
+            e = self._cache[key] = pick_table((m, body[m] * after[rem - m]) for m in self.body_support if m <= rem)
+        return e
+
+    def _emit_piece(self, rem: int, after: list[int], key: tuple, gb: Callable[[int], int], out: list[str]) -> int:
+        t, k, cum, values = self._cache.get(key) or self._piece_entry(rem, after, key)
+        r = gb(k)
+        while r >= t:
+            r = gb(k)
+        m = values[bisect.bisect_right(cum, r)]
+        self.child.run(m, gb, out)
         return m
 
-    def emit(self, n: int, rng: random.Random, out: list[str]) -> None:
-        head = self.powers[self.lo]
-        tail = self.optional[-1]
-        a = _pick_cached(
-            rng, self._cache, ("h", n), lambda: ((a, head[a] * tail[n - a]) for a in self.head_support if a <= n)
-        )
+    def _run(self, rem: int) -> _Run:
+        run = self._runs.get(rem)
+        if run is None:
+            run = self._runs[rem] = _Run(self.child, rem)  # type: ignore[arg-type]
+        return run
+
+    def emit(self, n: int, gb: Callable[[int], int], out: list[str]) -> None:
+        t, k, cum, values = self._cache.get(("h", n)) or self._head(n)
+        r = gb(k)
+        while r >= t:
+            r = gb(k)
+        a = values[bisect.bisect_right(cum, r)]
         rem = a
         for j in range(self.lo, 0, -1):
-            rem -= self._emit_piece(rem, self.powers[j - 1], ("p", j, rem), rng, out)
+            rem -= self._emit_piece(rem, self.powers[j - 1], ("p", j, rem), gb, out)
         rem = n - a
-        if self.star and rem and isinstance(self.child, _Chars):
+        if self._chars_run and rem:
             # A run of characters from one set (``[0-9]*``): one draw for the whole run.
-            chars, size = self.child, self.child.size
-            k = rng.randrange(size**rem)
-            for _ in range(rem):
-                k, d = divmod(k, size)
-                out.append(chars.char(d))
+            run = self._runs.get(rem) or self._run(rem)
+            t, k = run.total, run.bits
+            r = gb(k)
+            while r >= t:
+                r = gb(k)
+            run.decode(r, out)
         elif self.star:
             s = self.optional[0]
             while rem:
-                rem -= self._emit_piece(rem, s, ("s", rem), rng, out)
+                rem -= self._emit_piece(rem, s, ("s", rem), gb, out)
         else:
             j = len(self.optional) - 1
             while rem:
-                rem -= self._emit_piece(rem, self.optional[j - 1], ("o", j, rem), rng, out)
+                rem -= self._emit_piece(rem, self.optional[j - 1], ("o", j, rem), gb, out)
                 j -= 1
+
+    def _dag(self, n: int) -> tuple | None:
+        if self.lo > _PROG_MAX_ITEMS or (not self.star and len(self.optional) > _PROG_MAX_ITEMS + 1):
+            return None
+        return _pick_prog(self._head(n), lambda a: _cat(self._lo_prog(self.lo, a), self._tail_prog(n - a)))  # type: ignore[operator]
+
+    def _lo_prog(self, j: int, rem: int) -> tuple | None:
+        """The program of the last j mandatory pieces, of total length rem."""
+        if j == 0:
+            return ()
+        key = ("prog-p", j, rem)
+        try:
+            return self._cache[key]
+        except KeyError:
+            p = self._cache[key] = _pick_prog(
+                self._piece_entry(rem, self.powers[j - 1], ("p", j, rem)),
+                lambda m: _cat(self.child.prog(m), self._lo_prog(j - 1, rem - m)),  # type: ignore[operator]
+            )
+            return p
+
+    def _tail_prog(self, rem: int) -> tuple | None:
+        """The program of the optional pieces, of total length rem."""
+        if rem == 0:
+            return ()
+        if self._chars_run:
+            run = self._run(rem)
+            return ((run.total, run.bits, run),)
+        if not self.star:
+            return self._opt_prog(len(self.optional) - 1, rem)
+        cache, s = self._cache, self.optional[0]
+        if ("prog-s", rem) not in cache:
+            # From short to long, each on shorter ones: no recursion on the length.
+            for r in range(1, rem + 1):
+                if ("prog-s", r) in cache:
+                    continue
+                cache[("prog-s", r)] = (
+                    _pick_prog(
+                        self._piece_entry(r, s, ("s", r)),
+                        lambda m: _cat(self.child.prog(m), cache[("prog-s", r - m)] if r - m else ()),  # type: ignore[operator]
+                    )
+                    if s[r]
+                    else None
+                )
+        return cache[("prog-s", rem)]
+
+    def _opt_prog(self, j: int, rem: int) -> tuple | None:
+        if rem == 0:
+            return ()
+        key = ("prog-o", j, rem)
+        try:
+            return self._cache[key]
+        except KeyError:
+            p = self._cache[key] = _pick_prog(
+                self._piece_entry(rem, self.optional[j - 1], ("o", j, rem)),
+                lambda m: _cat(self.child.prog(m), self._opt_prog(j - 1, rem - m)),  # type: ignore[operator]
+            )
+            return p
+
+    def _flat_at(self, n: int) -> tuple | None:
+        e = self._head(n)
+        steps = _forced(e)
+        if steps is None:
+            return None
+        a = e[3][0]
+
+        def piece(rem: int, after: list[int], key: tuple) -> int | None:
+            nonlocal steps
+            e = self._piece_entry(rem, after, key)
+            step = _forced(e)
+            sub = self.child.flat(e[3][0]) if step is not None else None
+            if sub is None:
+                return None
+            steps += step + sub
+            return e[3][0]
+
+        rem = a
+        for j in range(self.lo, 0, -1):
+            m = piece(rem, self.powers[j - 1], ("p", j, rem))
+            if m is None:
+                return None
+            rem -= m
+        rem = n - a
+        if self._chars_run and rem:
+            run = self._run(rem)
+            return steps + ((run.total, run.bits, run),)
+        j = len(self.optional) - 1
+        while rem:
+            if self.star:
+                m = piece(rem, self.optional[0], ("s", rem))
+            else:
+                m = piece(rem, self.optional[j - 1], ("o", j, rem))
+                j -= 1
+            if m is None:
+                return None
+            rem -= m
+        return steps
 
 
 # ----------------------------------------------------------------------------
@@ -614,6 +991,7 @@ class RegexLanguage:
             raise UnsupportedGrammarError("regex flag 'l' (LOCALE) is not supported")
         self._root = _Builder(max_len).seq(parsed, all_flags)
         self._counts = self._root.counts
+        self._plans: dict[int, tuple[int, str | None, tuple | None]] = {}
 
     @property
     def counts(self) -> list[int]:
@@ -636,11 +1014,44 @@ class RegexLanguage:
 
     def sample(self, n: int, rng: random.Random) -> str:
         """Draw uniformly among the ``count(n)`` derivations of length ``n``."""
-        if self.count(n) == 0:
-            raise ValueError(f"pattern {self.pattern!r} matches no string of length {n} (max_len={self.max_len})")
+        return self.sample_bits(n, bit_source(rng))
+
+    def sample_bits(self, n: int, gb: Callable[[int], int]) -> str:
+        """``sample`` drawing with ``gb`` (see ``bit_source``): the same string from the same stream."""
+        plan = self._plans.get(n)
+        if plan is None:
+            plan = self.plan(n)
+        units, text, steps = plan
+        if text is not None:
+            for _ in range(units):  # forced draws below 1: one bit each, until it is 0
+                while gb(1):
+                    pass
+            return text
         out: list[str] = []
-        self._root.emit(n, rng, out)
+        if steps is not None:
+            _exec(steps, gb, out)
+        else:
+            self._root.emit(n, gb, out)
         return "".join(out)
+
+    def plan(self, n: int) -> tuple[int, str | None, tuple | None]:
+        """How ``sample_bits(n)`` draws: ``(units, text, steps)``. ``text`` set: every choice at
+        this length is forced and below 1 (a literal), so the string is ``text`` after ``units``
+        draws below 1. Otherwise ``steps``, the root's program (``_Node.prog``), or None (walk
+        the tree)."""
+        plan = self._plans.get(n)
+        if plan is None:
+            if self.count(n) == 0:
+                raise ValueError(f"pattern {self.pattern!r} matches no string of length {n} (max_len={self.max_len})")
+            steps = self._root.prog(n)
+            if steps is not None and all(t == 1 and table.__class__ is not _Branch for t, _, table in steps):
+                out: list[str] = []
+                _exec(steps, lambda k: 0, out)
+                plan = (len(steps), "".join(out), steps)
+            else:
+                plan = (0, None, steps)
+            self._plans[n] = plan
+        return plan
 
     def __repr__(self) -> str:
         return f"RegexLanguage({self.pattern!r}, flags={self.flags:#x}, max_len={self.max_len})"

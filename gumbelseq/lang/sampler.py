@@ -31,7 +31,7 @@ from typing import Callable
 
 from lark.lexer import PatternStr
 
-from ..errors import UnsupportedGrammarError
+from ..errors import GumbelseqError, UnsupportedGrammarError
 from .first_token import FirstToken
 from .language import Language, Token
 from .regex import RegexLanguage
@@ -46,6 +46,9 @@ IGNORE_MODES = ("none", "minimal", "random")
 MAX_REJECTIONS = 100_000
 MIN_DRAWS_BEFORE_GIVING_UP = 20_000
 MIN_ACCEPTANCE = 1e-4
+
+#: For a grammar proved exact, one draw in this many is still read back (``Sampler._proved``).
+PROVED_CHECK_EVERY = 16
 
 #: Longest ignorable text ``random`` inserts at one boundary.
 RANDOM_IGNORE_MAX = 3
@@ -70,9 +73,19 @@ class Sampler:
         self._separators = _ignorable_texts(parser, language.max_len) if ignore != "none" else []
         self._minimal = min(self._separators, key=lambda s: (len(s), s != " ", s)) if self._separators else None
         self._reader = FirstToken(parser) if self._minimal is not None else None
+        # FirstToken.read without its cache (drawn texts rarely repeat) or its tuple: the joined
+        # regex of Lark's scanner called directly when there is one (Scanner.match's loop).
+        mres = getattr(getattr(self._reader, "_scanner", None), "_mres", None)
+        self._first_match = mres[0].match if isinstance(mres, list) and len(mres) == 1 else None
+        self._unless = getattr(self._reader, "_unless", {})
         self._needs: dict[tuple[str, str, str], bool] = {}
         recognizer = grammar._fast
         self._tokens_of = recognizer.tokens if recognizer is not None else None
+        # exactness.py proves, for an exact grammar, that Lark reads every derivation written
+        # side by side, or with runs of ignorable text between tokens, back as its tokens: the
+        # read-back can only succeed, and skipping it changes no draw. It still runs on every
+        # PROVED_CHECK_EVERY-th draw, a tripwire for a flaw in that proof.
+        self._proved = getattr(language, "exact", False) is True and self._tokens_of is not None
         #: Draws made and kept so far (for reporting an acceptance rate).
         self.drawn = 0
         self.kept = 0
@@ -104,7 +117,15 @@ class Sampler:
     def _reads_back(self, text: str, tokens: list[Token]) -> bool:
         if self._tokens_of is None:
             return self.language.grammar.is_valid(text)
+        if self._proved and self.drawn % PROVED_CHECK_EVERY:
+            return True
         read = self._tokens_of(text)
+        if self._proved and read != tokens:
+            g = self.language.grammar
+            raise GumbelseqError(
+                f"{g.path}: Lark read the drawn string {text!r} as {read} instead of its tokens {tokens},"
+                " although exactness.py proves that it cannot (please report this grammar)"
+            )
         return read is not None and read == tokens
 
     def _write(self, tokens: list[Token], rng: random.Random) -> str | None:
@@ -112,13 +133,27 @@ class Sampler:
             return "".join(t for _, t in tokens)
         out = [tokens[0][1]]
         needed: list[int] = []  # indexes in out of separators put there because they seemed needed
-        for (kind, text), (_, nxt) in zip(tokens, tokens[1:]):
-            if self.ignore == "random" and rng.random() < 0.5:
-                out.append(self._random_separator(rng))
-            elif self._needs_separator(kind, text, nxt):
-                needed.append(len(out))
-                out.append(self._minimal)
-            out.append(nxt)
+        needs, minimal = self._needs, self._minimal
+        if self.ignore == "random":
+            for (kind, text), (_, nxt) in zip(tokens, tokens[1:]):
+                if rng.random() < 0.5:
+                    out.append(self._random_separator(rng))
+                elif self._needs_separator(kind, text, nxt):
+                    needed.append(len(out))
+                    out.append(minimal)
+                out.append(nxt)
+        else:
+            kind, text = tokens[0]
+            for token in tokens[1:]:
+                nxt = token[1]
+                need = needs.get((kind, text, nxt))  # the cache hit inline: the common case
+                if need is None:
+                    need = self._needs_separator(kind, text, nxt)
+                if need:
+                    needed.append(len(out))
+                    out.append(minimal)
+                out.append(nxt)
+                kind, text = token
         if needed and self._tokens_of is not None:
             # The pairwise test reads with every terminal; in context Lark's contextual lexer
             # may need fewer separators (a keyword where only a name can come). Drop each one,
@@ -126,15 +161,28 @@ class Sampler:
             for i in needed:
                 out[i] = ""
                 if self._tokens_of("".join(out)) != tokens:
-                    out[i] = self._minimal
+                    out[i] = minimal
         return "".join(out)
 
     def _needs_separator(self, kind: str, text: str, nxt: str) -> bool:
+        """Whether Lark's lexer, over all terminals, reads ``text + nxt`` as other than ``text``
+        of ``kind`` first (``FirstToken.read``, the scanner's joined regex called directly)."""
         key = (kind, text, nxt)
         need = self._needs.get(key)
         if need is None:
-            assert self._reader is not None
-            need = self._reader.read(text + nxt) != (kind, text)
+            if self._first_match is not None:
+                m = self._first_match(text + nxt)
+                if m is None:
+                    need = True
+                else:
+                    ttype = m.lastgroup
+                    fold = self._unless.get(ttype)
+                    if fold is not None:
+                        ttype = fold(m.group()) or ttype
+                    need = m.end() != len(text) or ttype != kind
+            else:
+                assert self._reader is not None
+                need = self._reader.read(text + nxt) != (kind, text)
             if len(self._needs) < 1_000_000:
                 self._needs[key] = need
         return need
