@@ -119,6 +119,17 @@ def test_random_models_never_leave_the_grammar(grammar, hidden, weight_seed, sam
 def test_random_models_stay_inside_every_corpus_grammar(entry, hidden, weight_seed, sample_seed, tau, backend):
     # Whichever engine grammar_masks picks (exact counts, Lark's lexer, Earley's chart), random
     # weights sampled through its masks only write strings Lark accepts, within the length.
+    _check_random_model(entry, hidden, weight_seed, sample_seed, tau, backend)
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[e.name for e in CORPUS])
+def test_each_corpus_grammar_is_served(entry):
+    # Hypothesis above may not pick every grammar in a run: each one once here, both backends.
+    for backend in sorted(BACKENDS):
+        _check_random_model(entry, 8, 0, 1, 1.0, backend, n=64)
+
+
+def _check_random_model(entry, hidden, weight_seed, sample_seed, tau, backend, n=32):
     g = load_grammar(str(entry.path), start=entry.start)
     vocab = Vocabulary(tuple(sorted(set(entry.alphabet))))
     be = get_backend(backend)
@@ -126,7 +137,7 @@ def test_random_models_stay_inside_every_corpus_grammar(entry, hidden, weight_se
     trainer = be.create(vocab_size=vocab.size, max_len=entry.max_len, data=torch.zeros((0, entry.max_len), dtype=torch.long),
                         options=be.make_options({key: hidden}), device=torch.device("cpu"), seed=weight_seed)
     table = MaskTable(grammar_masks(g, entry.max_len, vocab.chars), vocab, torch.device("cpu"))
-    ids = trainer.sample_ids(32, tau, torch.Generator().manual_seed(sample_seed), mask=lambda k: StepMask(table, k))
+    ids = trainer.sample_ids(n, tau, torch.Generator().manual_seed(sample_seed), mask=lambda k: StepMask(table, k))
     lark = oracle_lark(str(entry.path), entry.start)
     for s in vocab.decode(ids):
         assert len(s) <= entry.max_len
