@@ -491,7 +491,7 @@ def _print_sweep(spec: Any, results: list, out_dir: str) -> None:
     out.print(_sweep_table(spec, results, f"sweep {spec.name}: {spec.mode}, {done} complete trials, {spec.direction} {spec.metric}"))
     groups = best_by_params(spec, results)
     if groups and len(spec.seeds) > 1:
-        table = Table(*spec.option_names, "seeds", f"mean {spec.metric}", "min", "max", title=f"by options, over seeds (best first)")
+        table = Table(*spec.option_names, "seeds", f"mean {spec.metric}", "min", "max", title="by options, over seeds (best first)")
         for g in groups:
             table.add_row(*(str(g["params"].get(n, "-")) for n in spec.option_names), str(len(g["seeds"])),
                           *(_sweep_value(spec.metric, g[k]) for k in ("mean", "min", "max")))

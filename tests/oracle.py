@@ -187,3 +187,25 @@ def mutants(
         if keep is not None and keep(s):
             pool.append(s)
     return out
+
+
+def assert_masks_equal(con, alphabet: str, max_len: int, valid: set[str] | frozenset[str], label: object = "") -> None:
+    """Every prefix of at most ``max_len`` characters of ``alphabet`` gets, from a mask engine
+    ``con``, what brute force over ``valid`` (every accepted string up to ``max_len``) says:
+    None for a prefix of no valid string, else exactly the next characters of valid strings,
+    the end exactly where it is valid, and never a dead end."""
+    nexts: dict[str, set[str]] = {}
+    for s in valid:
+        for i in range(len(s) + 1):
+            nexts.setdefault(s[:i], set())
+            if i < len(s):
+                nexts[s[:i]].add(s[i])
+    for p in all_strings(alphabet, max_len):
+        state = con.state_of(p)
+        if p not in nexts:
+            assert state is None, (label, p)
+            continue
+        assert state is not None, (label, p)
+        assert con.allowed(state) == nexts[p], (label, p)
+        assert con.can_end(state) == (p in valid), (label, p)
+        assert con.allowed(state) or con.can_end(state), (label, p)  # never a dead end

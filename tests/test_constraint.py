@@ -10,7 +10,6 @@ and their mutants.
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 from lark import Lark
@@ -25,7 +24,7 @@ from gumbelseq.lang.constraint import Constraint
 from gumbelseq.lang.exactness import ignore_runs, terminal_dfas, terminal_strings
 from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.testing import strings
-from oracle import BY_NAME, CORPUS, all_strings, lark_accepts, mutate, oracle_lark, oracle_language
+from oracle import BY_NAME, CORPUS, all_strings, assert_masks_equal, lark_accepts, mutate, oracle_lark, oracle_language
 
 CASES = [
     ("arith", "x+-*/", 7),
@@ -35,26 +34,15 @@ CASES = [
 ]
 
 
-def _brute(grammar, alphabet, L, valid=None):
-    if valid is None:
-        parser = Lark(grammar.text, parser="lalr")
-        valid = {
-            "".join(t) for n in range(L + 1) for t in itertools.product(alphabet, repeat=n) if lark_accepts(parser, "".join(t))
-        }
-    nexts: dict[str, set[str]] = {}
-    for s in valid:
-        for i in range(len(s) + 1):
-            nexts.setdefault(s[:i], set())
-            if i < len(s):
-                nexts[s[:i]].add(s[i])
-    return valid, nexts
+def _brute(grammar, alphabet, L):
+    parser = Lark(grammar.text, parser="lalr")
+    return {s for s in all_strings(alphabet, L) if lark_accepts(parser, s)}
 
 
 @pytest.mark.parametrize("name,alphabet,L", CASES, ids=[c[0] for c in CASES])
 def test_masks_equal_brute_force(name, alphabet, L):
     g = load_grammar(name)
-    valid, nexts = _brute(g, alphabet, L)
-    _check_masks(Constraint(g, L, alphabet), alphabet, L, valid, nexts)
+    assert_masks_equal(Constraint(g, L, alphabet), alphabet, L, _brute(g, alphabet, L))
 
 
 # Every corpus grammar whose counts are exact (with %ignore: the ignore-separable ones), over
@@ -77,8 +65,7 @@ def test_masks_equal_brute_force_on_the_exact_corpus(name):
     g = load_grammar(e.path, start=e.start)
     if g.parser.ignore_tokens:
         assert ignore_runs(g) is not None and ignore_runs(g).chars & set(e.alphabet)
-    valid, nexts = _brute(g, e.alphabet, e.max_len, valid=oracle_language(name))
-    _check_masks(Constraint(g, e.max_len, e.alphabet), e.alphabet, e.max_len, valid, nexts)
+    assert_masks_equal(Constraint(g, e.max_len, e.alphabet), e.alphabet, e.max_len, oracle_language(name))
 
 
 @pytest.mark.parametrize("name,alphabet,L", LONGER, ids=[f"{c[0]}-{len(c[1])}-{c[2]}" for c in LONGER])
@@ -87,23 +74,7 @@ def test_masks_equal_brute_force_with_ignorable_text_longer(name, alphabet, L):
     g = load_grammar(e.path, start=e.start)
     parser = oracle_lark(str(e.path), e.start)
     valid = {s for s in all_strings(alphabet, L) if lark_accepts(parser, s)}
-    valid, nexts = _brute(g, alphabet, L, valid=valid)
-    _check_masks(Constraint(g, L, alphabet), alphabet, L, valid, nexts)
-
-
-def _check_masks(con, alphabet, L, valid, nexts):
-    for n in range(L + 1):
-        for t in itertools.product(alphabet, repeat=n):
-            p = "".join(t)
-            state = con.state_of(p)
-            if p not in nexts:
-                assert state is None, p
-                continue
-            assert state is not None, p
-            assert con.allowed(state) == nexts[p], p
-            assert con.can_end(state) == (p in valid), p
-            # Never stuck: a live prefix can always go on or end.
-            assert con.allowed(state) or con.can_end(state)
+    assert_masks_equal(Constraint(g, L, alphabet), alphabet, L, valid)
 
 
 def test_table_builds_every_state_and_respects_its_bound():

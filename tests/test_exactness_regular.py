@@ -27,7 +27,7 @@ from gumbelseq.lang.exactness import _greedy_shape, exactness, ignore_runs, term
 from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.lang.language import Language
 from gumbelseq.lang.regex import RegexLanguage
-from oracle import BY_NAME, all_strings, lark_accepts, oracle_lark
+from oracle import BY_NAME, all_strings, assert_masks_equal, lark_accepts, oracle_lark
 
 
 def _grammar(tmp_path, text: str, name: str = "g"):
@@ -197,24 +197,12 @@ def test_whenever_exact_counts_and_masks_equal_lark(tmp_path_factory, shape, x, 
     valid = _brute(text, L)
     by_len = [sum(1 for s in valid if len(s) == n) for n in range(L + 1)]
     assert Language(g, L).counts == by_len, text
-    nexts: dict[str, set[str]] = {}
-    for s in valid:
-        for i in range(len(s) + 1):
-            nexts.setdefault(s[:i], set())
-            if i < len(s):
-                nexts[s[:i]].add(s[i])
     try:
         con = Constraint(g, L, ALPHABET)
     except UnsupportedGrammarError as e:
         assert "no valid string" in str(e) and not valid
         return
-    for p in all_strings(ALPHABET, L):
-        state = con.state_of(p)
-        if p not in nexts:
-            assert state is None, (text, p)
-            continue
-        assert state is not None and con.allowed(state) == nexts[p], (text, p)
-        assert con.can_end(state) == (p in valid), (text, p)
+    assert_masks_equal(con, ALPHABET, L, valid, label=text)
 
 
 def test_generated_grammars_include_exact_ones_with_infinite_terminals(tmp_path):

@@ -8,7 +8,6 @@ accepts the prefix; a prefix with no accepted extension must be unreachable.
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import pytest
@@ -21,7 +20,7 @@ from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.lang.lark_scanner import greedy_over
 from gumbelseq.lang.lexer_constraint import LexerConstraint
 from gumbelseq.lang.masks import grammar_masks
-from oracle import BY_NAME, all_strings, lark_accepts, oracle_lark, oracle_language
+from oracle import BY_NAME, all_strings, assert_masks_equal, lark_accepts, oracle_lark, oracle_language
 
 #: The corpus grammars that are LALR but not exact for ``Constraint``: LexerConstraint's.
 LEXER = [
@@ -51,31 +50,6 @@ LONGER = [
 EXACT = [e.name for e in BY_NAME.values() if e.counts is not None] + ["arith", "json"]
 
 
-def _nexts(valid):
-    nexts: dict[str, set[str]] = {}
-    for s in valid:
-        for i in range(len(s) + 1):
-            nexts.setdefault(s[:i], set())
-            if i < len(s):
-                nexts[s[:i]].add(s[i])
-    return nexts
-
-
-def _check_every_prefix(con, alphabet, L, valid):
-    nexts = _nexts(valid)
-    for n in range(L + 1):
-        for t in itertools.product(alphabet, repeat=n):
-            p = "".join(t)
-            state = con.state_of(p)
-            if p not in nexts:
-                assert state is None, p
-                continue
-            assert state is not None, p
-            assert con.allowed(state) == nexts[p], p
-            assert con.can_end(state) == (p in valid), p
-            assert con.allowed(state) or con.can_end(state), p  # never a dead end
-
-
 def _masks(name, alphabet, L):
     e = BY_NAME[name]
     g = load_grammar(e.path, start=e.start)
@@ -98,7 +72,7 @@ def test_every_lexer_grammar_is_refused_by_constraint_and_served_here(name):
 def test_masks_equal_lark_on_every_prefix(name):
     e = BY_NAME[name]
     _, con = _masks(name, e.alphabet, e.max_len)
-    _check_every_prefix(con, e.alphabet, e.max_len, oracle_language(name))
+    assert_masks_equal(con, e.alphabet, e.max_len, oracle_language(name))
 
 
 @pytest.mark.parametrize("name,alphabet,L", LONGER, ids=[f"{c[0]}-{c[1]!r}-{c[2]}" for c in LONGER])
@@ -107,7 +81,7 @@ def test_masks_equal_lark_longer(name, alphabet, L):
     parser = oracle_lark(str(e.path), e.start)
     valid = {s for s in all_strings(alphabet, L) if lark_accepts(parser, s)}
     _, con = _masks(name, alphabet, L)
-    _check_every_prefix(con, alphabet, L, valid)
+    assert_masks_equal(con, alphabet, L, valid)
 
 
 def test_keyword_then_name_needs_the_space():

@@ -34,7 +34,6 @@ from __future__ import annotations
 import random
 from bisect import bisect_right
 from dataclasses import dataclass
-from itertools import accumulate
 
 from ..errors import GumbelseqError, UnsupportedGrammarError
 from .exactness import exactness, ignore_runs, terminal_dfas

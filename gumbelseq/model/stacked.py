@@ -231,6 +231,7 @@ class _Sequence(torch.autograd.Function):
         opts = dict(dtype=p0.dtype, device=p0.device)
         saved = []
         below_m = None
+        top = None  # the layer below's float32 states, once there is one
         for layer in range(h0.shape[0]):
             i_ih, i_hh, i_b = _seq_index(layer)
             w_hh_t = mm.cast(params[i_hh].t())

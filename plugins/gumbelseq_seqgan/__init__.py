@@ -32,7 +32,6 @@ shortened run (``--iterations``, ``reproduce --quick``) keeps the same shape.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
