@@ -19,6 +19,7 @@ from ..errors import GumbelseqError
 from .grammar import Grammar
 from ..inputs import CSV, decode_line, input_format, iter_samples, open_lines, strip_sample
 from .language import COUNT_MAX_LEN, Language
+from .lexer_count import lexer_count
 
 CHUNK_BYTES = 1 << 20
 
@@ -191,11 +192,25 @@ def score_distinct(
             rep.language_size_exact = lang.exact
             rep.language_size_reason = lang.reason
             if not lang.exact:
+                # Derivations are not Lark's strings here; count the strings themselves on the
+                # lexer-following automaton when it is small enough (lexer_count.py).
+                counted = lexer_count(grammar, max_len)
+                if counted.counts is not None:
+                    rep.language_size = sum(counted.counts)
+                    rep.language_size_exact = True
+                    rep.language_size_reason = None
+                    rep.notes.append(
+                        f"language_size counts Lark's strings by following its lexer ({counted.states:,} states),"
+                        f" since derivations are not strings here ({lang.reason})"
+                    )
+                else:
+                    rep.language_size_reason = f"{lang.reason}; {counted.reason}"
+            if not rep.language_size_exact:
                 # A derivation count is then neither a bound nor a size of the set the samples
                 # come from (ignorable text makes more valid strings than derivations), so a
                 # ratio could pass 1 or mean nothing.
                 rep.notes.append(
-                    f"language_size counts derivations, not strings of Lark's language ({lang.reason});"
+                    f"language_size counts derivations, not strings of Lark's language ({rep.language_size_reason});"
                     " coverage is not computed"
                 )
             elif rep.language_size:
