@@ -609,6 +609,10 @@ def reproduce_cmd(out_dir: str, seed: int, seeds_text: str | None, workers: int 
     """Reproduce a benchmark table with numbers (the paper's by default; --suite): train, sample, score, report."""
     from click.core import ParameterSource
 
+    from .parent_death import stop_with_parent_from_env
+
+    stop_with_parent_from_env()  # a child of `reproduce --seeds`: stop when that command dies
+
     from pathlib import Path
 
     from .model.progress import RichProgress

@@ -71,3 +71,55 @@ def test_stopped_process_leaves_a_resumable_unlocked_run(tmp_path, sig):
     kept = [row["iteration"] for row in rows if row["iteration"] <= stopped_at]
     assert its == sorted(set(its)) and its[: len(kept)] == kept
     assert len((run / "samples.txt").read_text().splitlines()) == 1000
+
+
+def _children_of(parent: int) -> list[int]:
+    """Processes started with GUMBELSEQ_PARENT_PID=parent (reproduce --seeds's children)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if f"GUMBELSEQ_PARENT_PID={parent}".encode() in env:
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+def test_reproduce_seeds_children_stop_when_the_command_is_killed(tmp_path):
+    # The children run in their own sessions (Ctrl-C reaches the command only); when the
+    # command is killed outright they must not go on training on their own.
+    proc = subprocess.Popen([sys.executable, "-m", "gumbelseq", "reproduce", "--seeds", "0,1", "--workers", "2",
+                             "--out", str(tmp_path / "r"), "--only", "gan-a", "--no-plots"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        children: list[int] = []
+        while len(children) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            children = _children_of(proc.pid)
+        assert len(children) == 2, "the two seed children never started"
+        time.sleep(3)  # let them get into training
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 90
+        while any(map(_alive, children)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(map(_alive, children)), "a child kept running after its command was killed"
+    finally:
+        for pid in _children_of(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 from ..errors import GumbelseqError, InputFileError, RunError
 from ..inputs import read_text
 from ..outputs import write_text_atomic
+from ..parent_death import PARENT_ENV
 from . import rundir
 from .reproduce import (MAX_LEN, Column, check_folder_settings, columns, format_published, format_value, prepare,
                         reproduce, row_value, _pct, _settings)
@@ -383,6 +384,7 @@ def _run_children(out: Path, seeds: Sequence[int], workers: int, suite: Suite, *
                   only: Sequence[str] | None, plots: bool, say: Callable[[str], None]) -> None:
     threads = threads_per_worker(workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env[PARENT_ENV] = str(os.getpid())  # a child stops (checkpointing) if this command is killed
     lock = threading.Lock()
 
     def locked_say(m: str) -> None:

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..parent_death import stop_with_parent
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gumbelseq-sweep-worker")
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT is how the command stops a worker; a SIG_IGN inherited from a background shell
     # must not swallow it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    _stop_with_parent(args.parent)
+    stop_with_parent(args.parent)
     try:
         import torch
 
@@ -47,27 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"worker {args.index}: stopped (SIGINT)", flush=True)
         return 130
-
-
-def _stop_with_parent(parent: int | None) -> None:
-    """Ask Linux to send this process SIGINT when the sweep command dies (killed, say), so it
-    stops as on Ctrl-C: checkpoint, trial recorded as interrupted. Elsewhere the worker notices
-    between trials (``work(parent=...)``)."""
-    if parent is None or not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    import os
-
-    if os.getppid() != parent:  # it died before the request was made
-        os.kill(os.getpid(), signal.SIGINT)
 
 
 if __name__ == "__main__":
