@@ -67,7 +67,10 @@ NOISE = ("h0c0", "h0")
 #: pre-training iteration with D 158 ms, an adversarial one (with its MLE term) 221 ms, i.e.
 #: 0.72 x 69 + 0.08 x 158 + 0.2 x 221 = 107 ms per iteration on average: 12,000 iterations ~ 21
 #: minutes, leaving room under 25 for evaluations, checkpoints and a busier machine.
-#: (`python benchmarks/bench_train.py --preset moses` times the kernels.)
+#: (`python benchmarks/bench_train.py --preset moses` times the kernels.) That machine was an
+#: Intel Xeon with AMX; on the 2-core AMD EPYC that replaced it (2026-12-07, idle, 600 iterations
+#: of the preset, which keep its phase mix, timed from the checkpoint's train_seconds) an
+#: iteration takes 188 ms with one thread and 156 ms with two: 37.5 and 31 minutes for 12,000.
 MOSES_ITERATIONS = 12_000
 
 #: Preset tables: what each preset changes from the option fields' defaults (which are
@@ -364,7 +367,8 @@ class GumbelLSTMGAN(Backend):
         # MOSES: the preset made for SMILES; its iterations fit ~21 minutes (MOSES_ITERATIONS).
         ModelSpec("gan-moses", "GAN moses", {"preset": "moses", "iterations": MOSES_ITERATIONS},
                   "G state 256, D 128, 80% MLE pre-training (D in its last 10%), then adversarial with an"
-                  f" MLE term; {MOSES_ITERATIONS:,} iterations, ~21 min on one core (measured: 107 ms/it)",
+                  f" MLE term; {MOSES_ITERATIONS:,} iterations, ~21 min on one core of an Intel Xeon with AMX"
+                  " (107 ms/it), 31 min on two cores of an AMD EPYC (156 ms/it)",
                   order=1, suite="moses"),
         ModelSpec("gan-moses-constrained", "GAN moses, constrained sampling", {},
                   "the GAN moses run, sampled inside the SMILES grammar's masks", order=10.1, sample_of="gan-moses",

@@ -67,6 +67,9 @@ class MLEOptions(BaseOptions):
 #: iteration, so 9,000 iterations ~ 20 minutes (1.15 million strings, 11.5 passes over the
 #: suite's 100,000), leaving room under 25 for evaluations, checkpoints and a busier machine.
 #: Kernel v1 (the default): here oneDNN's fused LSTM, which v2 does not beat for teacher forcing.
+#: That machine was an Intel Xeon with AMX; on the 2-core AMD EPYC that replaced it (2026-12-07,
+#: idle, 300 iterations timed from the checkpoint's train_seconds) an iteration takes 294 ms with
+#: one thread and 183 ms with two: 44 and 27.5 minutes for 9,000.
 MOSES_OPTIONS: dict[str, int] = {"hidden": 256, "batch_size": 128, "iterations": 9000}
 
 
@@ -124,7 +127,8 @@ class MLELSTM(Backend):
         # MOSES: see MOSES_OPTIONS for the sizes and the measurement behind the iterations.
         ModelSpec("mle-moses", "MLE LSTM (state 256)", MOSES_OPTIONS,
                   f"teacher-forced LSTM, state 256, batch 128; {MOSES_OPTIONS['iterations']:,} iterations,"
-                  " ~20 min on one core (measured: 133 ms/it)", order=0, suite="moses"),
+                  " ~20 min on one core of an Intel Xeon with AMX (133 ms/it), 27.5 min on two cores"
+                  " of an AMD EPYC (183 ms/it)", order=0, suite="moses"),
         ModelSpec("mle-moses-constrained", "MLE LSTM (state 256), constrained sampling", {},
                   "the MLE run, sampled inside the SMILES grammar's masks", order=10, sample_of="mle-moses",
                   constrained=True, suite="moses"),
