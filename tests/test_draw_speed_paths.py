@@ -28,13 +28,11 @@ REFERENCE = "ea3e296b7e6bb3814ad4e85acffc569d3fe236c8"
 
 #: (mode, ignore, max_len, strings) drawn for every grammar.
 CASES = (
-    ("uniform", "minimal", 40, 300),
-    ("uniform", "none", 12, 100),
-    ("uniform", "random", 30, 100),
-    ("uniform", "minimal", 100, 100),
-    ("pcfg", "minimal", 40, 100),
-    ("pcfg", "random", 12, 100),
-    ("pcfg", "none", 100, 60),
+    ("uniform", "minimal", 40, 200),
+    ("uniform", "none", 12, 60),
+    ("uniform", "random", 30, 60),
+    ("pcfg", "minimal", 100, 40),
+    ("pcfg", "random", 12, 60),
 )
 
 #: Grammars most of whose draws Lark reads differently (seconds per hundred strings): drawn
@@ -107,7 +105,9 @@ def test_every_grammar_draws_the_strings_the_reference_sampler_drew(tmp_path):
     ref, now = results["reference"], results["now"]
     assert ref.keys() == now.keys()
     drawn = sum(len(v) for v in ref.values() if v[:1] != ["error"])
-    assert drawn > 15_000  # of about 30,000 asked (21,320 drawn today): most grammars draw, the comparison is not vacuous
+    asked = sum(min(n, SLOW_STRINGS) if path.rsplit("/", 1)[-1] in SLOW else n for path, _ in grammars for *_, n in CASES)
+    # Most grammars draw (the others refuse alike, which is compared too): not a vacuous comparison.
+    assert drawn > asked // 2, (drawn, asked)
     differ = [key for key in ref if ref[key] != now[key]]
     assert not differ, f"{len(differ)} of {len(ref)} cases draw differently, first {differ[0]}"
 
