@@ -120,7 +120,7 @@ def lexer_count(
         text = str(e)
         if "no valid string of length" in text:
             return LexerCount([0] * (max_len + 1), None, chars)
-        return LexerCount(None, _why_not(text, max_configs, max_len))
+        return LexerCount(None, _why_not(text, grammar.path, max_configs, max_len))
     counts = [0] * (max_len + 1)
     frontier = {con.start: 1}
     try:
@@ -134,12 +134,14 @@ def lexer_count(
                     ahead[nxt] = ahead.get(nxt, 0) + ways
             frontier = ahead
     except UnsupportedGrammarError as e:
-        return LexerCount(None, _why_not(str(e), max_configs, max_len), chars)
+        return LexerCount(None, _why_not(str(e), grammar.path, max_configs, max_len), chars)
     return LexerCount(counts, None, chars, con.states)
 
 
-def _why_not(message: str, max_configs: int, max_len: int) -> str:
-    """The reason in one of ``LexerConstraint``'s refusals, said for counting."""
+def _why_not(message: str, path: str, max_configs: int, max_len: int) -> str:
+    """The reason in a refusal of ``language_alphabet`` or ``LexerConstraint``, said for counting
+    (without the grammar's path and what the engine was built for)."""
     if "lexer configurations" in message:
         return f"counting on Lark's lexer needs more than {max_configs:,} lexer configurations at length {max_len}"
-    return "counting on Lark's lexer: " + message.rsplit("does not either: ", 1)[-1].rsplit(": ", 1)[-1]
+    reason = message.removeprefix(f"{path}: ").rsplit("following Lark's lexer instead does not either: ", 1)[-1]
+    return "counting on Lark's lexer: " + reason
