@@ -121,6 +121,8 @@ def lexer_count(
         if "no valid string of length" in text:
             return LexerCount([0] * (max_len + 1), None, chars)
         return LexerCount(None, _why_not(text, grammar.path, max_configs, max_len))
+    except (RecursionError, MemoryError) as e:
+        return LexerCount(None, _exhausted(e))
     counts = [0] * (max_len + 1)
     frontier = {con.start: 1}
     try:
@@ -135,7 +137,14 @@ def lexer_count(
             frontier = ahead
     except UnsupportedGrammarError as e:
         return LexerCount(None, _why_not(str(e), grammar.path, max_configs, max_len), chars)
+    except (RecursionError, MemoryError) as e:
+        return LexerCount(None, _exhausted(e), chars)
     return LexerCount(counts, None, chars, con.states)
+
+
+def _exhausted(e: BaseException) -> str:
+    # A count is an extra of a report: running out of stack or memory ends the count, not the report.
+    return f"counting on Lark's lexer ran out of {'stack' if isinstance(e, RecursionError) else 'memory'}"
 
 
 def _why_not(message: str, path: str, max_configs: int, max_len: int) -> str:
