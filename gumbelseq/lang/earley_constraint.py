@@ -57,6 +57,7 @@ from typing import Iterable
 from lark.lexer import PatternRE, PatternStr
 
 from ..errors import UnsupportedGrammarError
+from .constraint import Constraint
 from .grammar import Grammar
 
 try:  # Python >= 3.11
@@ -647,14 +648,8 @@ class EarleyConstraint:
             self._ends[state] = end
         return end
 
-    def state_of(self, prefix: str) -> int | None:
-        """The state after writing ``prefix``, or None if it cannot be completed."""
-        sid = self.start
-        for c in prefix:
-            if c not in self.allowed(sid):
-                return None
-            sid = self.next(sid, c)
-        return sid
+    # Walking a prefix needs only start, allowed and next: Constraint's own walk.
+    state_of = Constraint.state_of
 
     @property
     def states(self) -> int:
