@@ -86,6 +86,9 @@ class Sampler:
         # read-back can only succeed, and skipping it changes no draw. It still runs on every
         # PROVED_CHECK_EVERY-th draw, a tripwire for a flaw in that proof.
         self._proved = getattr(language, "exact", False) is True and self._tokens_of is not None
+        # The same proof says no separator is ever needed: ``minimal`` writes as ``none`` does
+        # (the pairwise test and the drop loop below would give the same text, slower).
+        self._separate = self._minimal is not None and not self._proved
         #: Draws made and kept so far (for reporting an acceptance rate).
         self.drawn = 0
         self.kept = 0
@@ -129,7 +132,7 @@ class Sampler:
         return read is not None and read == tokens
 
     def _write(self, tokens: list[Token], rng: random.Random) -> str | None:
-        if self._minimal is None or len(tokens) < 2:
+        if len(tokens) < 2 or not (self._separate or self.ignore == "random" and self._minimal is not None):
             return "".join(t for _, t in tokens)
         out = [tokens[0][1]]
         needed: list[int] = []  # indexes in out of separators put there because they seemed needed
@@ -138,7 +141,7 @@ class Sampler:
             for (kind, text), (_, nxt) in zip(tokens, tokens[1:]):
                 if rng.random() < 0.5:
                     out.append(self._random_separator(rng))
-                elif self._needs_separator(kind, text, nxt):
+                elif self._separate and self._needs_separator(kind, text, nxt):
                     needed.append(len(out))
                     out.append(minimal)
                 out.append(nxt)
