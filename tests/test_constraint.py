@@ -109,7 +109,7 @@ def test_walks_stay_valid_and_bounded():
 
 
 @pytest.mark.parametrize(
-    "name", ["calc", "kwname", "adjacent", "ambiguous", "ignore_collide", "ignore_greedy", "comments", "lazy", "priority", "verilog"]
+    "name", ["kwname", "adjacent", "ambiguous", "ignore_collide", "ignore_greedy", "comments", "lazy", "priority", "verilog"]
 )
 def test_grammars_beyond_the_engine_are_one_line_errors(name):
     e = BY_NAME[name]

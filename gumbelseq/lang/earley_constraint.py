@@ -13,8 +13,8 @@ a completed start item) to the end of the match, unchanged. Terminals do not com
 other (each is matched on its own), but each gets *one* end per position: Python's match.
 
 The terminals served. A terminal's regex must be a *greedy sequence* (or an alternation of
-greedy sequences with pairwise disjoint first characters; see ``exactness._greedy_shape``, whose
-conditions are repeated here with classes taken over the alphabet, so ``\\d``, ``.`` and negated
+greedy sequences with pairwise disjoint first characters, a narrower class than
+``longest_match.py`` decides, kept here because this engine builds its DFA from that shape; classes are taken over the alphabet, so ``\\d``, ``.`` and negated
 classes are fine): then ``re.match`` at ``i`` takes exactly the *longest* prefix of
 ``text[i:]`` in the terminal's language (the proof in ``exactness.py``, (1)). On top, each
 terminal's DFA (over the alphabet) must have *one-character lookahead*: from an accepting state,
@@ -145,8 +145,9 @@ def _items(parsed, alphabet: list[str]) -> list[tuple[frozenset[str], int, float
 
 
 def _greedy_branches(pattern: str, alphabet: list[str]) -> list[list[tuple[frozenset[str], int, float]]]:
-    """The greedy sequences of ``pattern`` (``exactness._greedy_shape``'s conditions, with
-    character sets over the alphabet, the only characters a text here holds), or ``_Refuse``."""
+    """The greedy sequences of ``pattern`` (each variable repeat disjoint from what can follow
+    it; branches with disjoint first characters and none empty), with character sets over the
+    alphabet, the only characters a text here holds; or ``_Refuse``."""
     try:
         parsed = _sre_parse.parse(pattern)
     except Exception as e:  # noqa: BLE001 - Lark compiled it; be safe

@@ -79,24 +79,15 @@ state of ``u^-1 R``, which contains ``R``, and equals it exactly when it is the 
 
 Why the regular conditions suffice (some terminal infinite; strict LALR, contextual lexer):
 
-(1) *Greedy terminals.* Each terminal's regex, as Python parses it, is one *greedy sequence*
-    or an alternation of greedy sequences none of which matches the empty string and whose
-    sets of first characters are pairwise disjoint. A greedy sequence is ``X1 ... Xk`` with
-    ``Xi = Ci{mi,ni}`` a greedy repeat of one set of characters (a literal, a class without
-    negation or category, a group of such a thing, single-character alternatives such as
-    ``(?:e|E)``), where every *variable* ``Xi`` (``mi < ni``) has ``Ci`` disjoint from the set of
-    every item that can come right after it (``X(i+1)``, and past it while items are optional).
-    No lazy or possessive repeat, no look-around, no flags. Claim: on any text that starts with
-    a string ``s`` of the language, if no successful match runs past ``s`` (ensured by (2)),
-    ``re.match`` takes exactly ``s``. Proof: in a split of ``s`` over the items, the block of a
-    variable ``Xi`` is followed by the end or by a character of a following item, not in ``Ci``,
-    so the block is ``min(ni, the run of Ci characters there)``: the split is unique (the regex
-    is unambiguous) and is, at every item, the count a greedy repeat tries first. So the first
-    path Python's backtracking tries on ``s`` alone is that split, which succeeds and takes all
-    of ``s``. In an alternation only the branch holding ``s``'s first character can match. In a
-    longer text, the paths are tried in the same order; one that succeeds within ``s`` succeeds
-    on ``s`` alone too, and none succeeds past ``s``: the first success is the same, all of ``s``.
-    Tested by brute force on generated regexes (``tests/test_exactness_regular.py``).
+(1) *Longest-match terminals.* Each terminal's regex is one on which Python's ``re.match``
+    returns, on any text, the longest prefix of the text in its language, and which parses each
+    of its strings one way (``longest_match.py`` decides both for all texts, on an NFA whose
+    empty moves are ordered as Python's backtracking tries them, with a shortest counterexample
+    when there is one). No look-around, anchor, possessive repeat or flags. Then on any text that
+    starts with a string ``s`` of the language, if no string of the language runs past ``s``
+    (ensured by (2)), ``re.match`` takes exactly ``s``. ``common.NUMBER`` is such a regex;
+    ``/(a|ab)c?/`` (the first alternative wins on ``ab``) and ``/b+?/`` are not. Unambiguity makes
+    the regex's parse counts, which the sampler draws by, its string counts.
 (2) *No merging.* For terminals ``T`` and ``V`` that one contextual lexer tries (``V = T``
     included), no string of ``V`` is ``t c y`` with ``t`` a string of ``T`` and ``c`` a first
     character of a terminal that can follow ``T`` (FOLLOW over every rule). Decided on the
@@ -115,8 +106,7 @@ ignorable character which no rule terminal has, refused by (2)), and ``T`` match
 and the ignore-separable argument (a)-(c) above holds unchanged with the alphabet ``B`` of the
 rule terminals taken from their DFAs. A string has one ``(derivation, runs)``, and its tokens'
 texts are strings of their terminals: counting each terminal's distinct strings by length from
-its DFA gives string counts. (1) is stronger than needed (``/[0-9]+(\\.[0-9]+)?/`` and
-``common.NUMBER`` are refused; Lark's ``unless`` keywords are refused, not emulated).
+its DFA gives string counts. Lark's ``unless`` keywords are refused, not emulated.
 
 Soundness rests on interegular reading each pattern as Python's ``re`` does; the constructs
 where they differ are refused (the Unicode classes, negation, look-arounds, anchors, possessive
@@ -142,6 +132,7 @@ except ImportError:  # pragma: no cover
 from ..errors import GumbelseqError
 from .first_token import FirstToken
 from .grammar import Grammar, display_name
+from .longest_match import NotAnalysable, ambiguous_match, short_match
 from .regex import RegexLanguage
 
 #: Largest total number of terminal strings the pairwise check enumerates (json's STRING
@@ -381,101 +372,6 @@ def _infinite(term) -> bool:  # noqa: ANN001
     return False
 
 
-class _Outside(Exception):
-    """A construct outside the greedy shapes (its message names it)."""
-
-
-_MAXREPEAT = getattr(_sre_parse, "MAXREPEAT", None)
-
-
-def _greedy_items(items) -> list[tuple[frozenset[str], int, float]]:  # noqa: ANN001
-    """A parsed regex as a sequence of ``(characters, min, max)`` greedy repeats of one
-    character each, or ``_Outside``."""
-    out: list[tuple[frozenset[str], int, float]] = []
-    for op, av in items:
-        name = str(op)
-        if name == "LITERAL":
-            out.append((frozenset(chr(av)), 1, 1))
-        elif name == "IN":
-            chars: set[str] = set()
-            for kind, arg in av:
-                kind = str(kind)
-                if kind == "LITERAL":
-                    chars.add(chr(arg))
-                elif kind == "RANGE":
-                    chars.update(chr(c) for c in range(arg[0], arg[1] + 1))
-                else:
-                    raise _Outside("a negated class or a category")
-            out.append((frozenset(chars), 1, 1))
-        elif name == "SUBPATTERN":
-            if av[1] or av[2]:
-                raise _Outside("inline flags")
-            out.extend(_greedy_items(av[-1]))
-        elif name == "MAX_REPEAT":
-            lo, hi, body = av
-            inner = _greedy_items(body)
-            if len(inner) != 1 or inner[0][1:] != (1, 1):
-                raise _Outside("a repeated group of more than one character")
-            out.append((inner[0][0], lo, float("inf") if hi == _MAXREPEAT else hi))
-        elif name == "MIN_REPEAT":
-            raise _Outside("a lazy quantifier (Python's re takes its shortest match)")
-        elif name == "BRANCH":
-            raise _Outside("an alternation inside a sequence")
-        else:
-            known = {"NOT_LITERAL": "a negated character", "ANY": "the wildcard '.'", "CATEGORY": "a category such as \\d"}
-            raise _Outside(known.get(name, f"the construct {name}"))
-    return [x for x in out if x[2] > 0]
-
-
-def _greedy_shape(pattern: str) -> str | None:
-    """None when ``pattern`` is a *greedy* regex, on which Python's ``re`` at a position matches
-    exactly the string of its language the text holds there (see ``_analyse_regular``); else the
-    construct that is not."""
-    try:
-        items = list(_sre_parse.parse(pattern))
-        while len(items) == 1 and str(items[0][0]) == "SUBPATTERN" and not (items[0][1][1] or items[0][1][2]):
-            items = list(items[0][1][-1])
-        if len(items) == 1 and str(items[0][0]) == "BRANCH":
-            branches = [_greedy_items(b) for b in items[0][1][1]]
-        else:
-            branches = [_greedy_items(items)]
-    except _Outside as e:
-        return str(e)
-    firsts = []
-    for seq in branches:
-        for i, (chars, lo, hi) in enumerate(seq):
-            if lo == hi:
-                continue
-            # A variable repeat must stop where the next character belongs to what follows it:
-            # then each string has one split, and the greedy count Python tries first is it.
-            for nxt, nlo, _ in seq[i + 1 :]:
-                both = chars & nxt
-                if both:
-                    return (
-                        f"a greedy repeat followed by something that can take the same character"
-                        f" {min(both)!r} (Python's re may stop short of the longest match)"
-                    )
-                if nlo:
-                    break
-        first: set[str] = set()
-        for chars, lo, _ in seq:
-            first |= chars
-            if lo:
-                break
-        else:
-            if len(branches) > 1:  # Python would take the empty branch before a later one
-                return "an alternation with a branch that matches the empty string"
-        firsts.append(first)
-    for i, a in enumerate(firsts):
-        for b in firsts[i + 1 :]:
-            if a & b:
-                return (
-                    f"an alternation whose branches can start with the same character {min(a & b)!r}"
-                    " (Python's re takes the first branch that matches, not the longest)"
-                )
-    return None
-
-
 def _analyse_regular(grammar: Grammar, used: set[str]) -> str | None:
     """The regular class (some terminal has infinitely many strings): the same conditions as the
     finite analysis, decided on each terminal's DFA instead of its strings."""
@@ -497,9 +393,9 @@ def _analyse_regular(grammar: Grammar, used: set[str]) -> str | None:
             RegexLanguage(regexp, flags, max_len=1)  # refuses look-arounds, anchors, possessives...
         except GumbelseqError as e:
             return f"terminal {name}: {e}"
-        shape = _greedy_shape(regexp)
-        if shape is not None:
-            return f"terminal {name} has {shape}"
+        why = _not_longest_match(regexp)
+        if why is not None:
+            return f"terminal {name} {why}"
         try:
             machine = _explicit(interegular.parse_pattern(regexp).to_fsm())
         except Exception:  # noqa: BLE001 - a regex interegular cannot take
@@ -564,6 +460,37 @@ def _analyse_regular(grammar: Grammar, used: set[str]) -> str | None:
         grammar._analysis["ignore_runs"] = runs
     grammar._analysis["terminal_dfas"] = dfas
     return None
+
+
+def _not_longest_match(regexp: str) -> str | None:
+    """Why Python's ``re`` may not take the longest match of ``regexp``, or parse a string of it
+    two ways (a shortest example); None when neither can happen (``longest_match.py``)."""
+    try:
+        short = short_match(regexp)
+        if short is None:
+            twice = ambiguous_match(regexp)
+            return None if twice is None else f"has a regular expression that matches {twice!r} in two ways"
+    except NotAnalysable as e:
+        return f"has {e}, beyond the analysis of Python's matching"
+    took = re.match(regexp, short)
+    taken = took.group() if took is not None else ""
+    lazy = _has_lazy_repeat(_sre_parse.parse(regexp))
+    how = "a lazy repeat stops as early as it can" if lazy else "Python's re takes the first alternative that matches"
+    return f"is a regex that Python's re cuts short: it takes {taken!r} of {short!r} ({how}, not the longest match)"
+
+
+def _has_lazy_repeat(items) -> bool:  # noqa: ANN001 - sre_parse items
+    for op, av in items:
+        op = str(op)
+        if op == "MIN_REPEAT":
+            return True
+        if op == "SUBPATTERN" and _has_lazy_repeat(av[-1]):
+            return True
+        if op == "BRANCH" and any(_has_lazy_repeat(b) for b in av[1]):
+            return True
+        if op.endswith("_REPEAT") and _has_lazy_repeat(av[2]):
+            return True
+    return False
 
 
 def _prefix_of(a: TerminalDFA, b: TerminalDFA, whole_only: bool = False) -> tuple[str, bool] | None:

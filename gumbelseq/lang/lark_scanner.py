@@ -31,6 +31,7 @@ from lark.lexer import BasicLexer, ContextualLexer, UnlessCallback
 
 from ..errors import UnsupportedGrammarError
 from .grammar import Grammar
+from .longest_match import NotAnalysable, short_match
 
 try:  # Python >= 3.11
     import re._parser as _sre_parse
@@ -53,7 +54,7 @@ class TermDFA:
     step: dict[int, dict[str, int]]
     finish: dict[int, int]
     #: Python's ``re.match`` of this terminal on any text is its longest prefix in the language
-    #: (``exactness._greedy_shape``); otherwise only the DFA's dead ends are used.
+    #: (``greedy_over``); otherwise only the DFA's dead ends are used.
     greedy: bool
 
     def run(self, text: str, q: int | None = None) -> int | None:
@@ -136,109 +137,14 @@ def _context_construct(pattern: str) -> str | None:
     return found[0] if found else None
 
 
-_CATEGORIES = {
-    "CATEGORY_DIGIT": r"\d", "CATEGORY_NOT_DIGIT": r"\D", "CATEGORY_SPACE": r"\s",
-    "CATEGORY_NOT_SPACE": r"\S", "CATEGORY_WORD": r"\w", "CATEGORY_NOT_WORD": r"\W",
-}
-_MAXREPEAT = getattr(_sre_parse, "MAXREPEAT", None)
-
-
-class _Outside(Exception):
-    pass
-
-
-def _item_chars(op: str, av, alphabet: list[str]) -> frozenset[str]:  # noqa: ANN001
-    """The alphabet characters one single-character item matches (Python's re, no flags)."""
-    if op == "LITERAL":
-        return frozenset(c for c in alphabet if c == chr(av))
-    if op == "NOT_LITERAL":
-        return frozenset(c for c in alphabet if c != chr(av))
-    if op == "ANY":
-        return frozenset(c for c in alphabet if c != "\n")
-    if op == "IN":
-        negate = False
-        chars: set[str] = set()
-        for kind, arg in av:
-            kind = str(kind)
-            if kind == "NEGATE":
-                negate = True
-            elif kind == "LITERAL":
-                chars.update(c for c in alphabet if c == chr(arg))
-            elif kind == "RANGE":
-                chars.update(c for c in alphabet if arg[0] <= ord(c) <= arg[1])
-            elif kind == "CATEGORY" and str(arg) in _CATEGORIES:
-                rx = re.compile(_CATEGORIES[str(arg)])
-                chars.update(c for c in alphabet if rx.fullmatch(c))
-            else:
-                raise _Outside(kind)
-        return frozenset(c for c in alphabet if (c in chars) != negate)
-    raise _Outside(op)
-
-
-def _items(items, alphabet: list[str]) -> list[tuple[frozenset[str], int, float]]:  # noqa: ANN001
-    """``exactness._greedy_items`` with every character set read over ``alphabet`` only."""
-    out: list[tuple[frozenset[str], int, float]] = []
-    for op, av in items:
-        name = str(op)
-        if name == "SUBPATTERN":
-            if av[1] or av[2]:
-                raise _Outside("inline flags")
-            out.extend(_items(av[-1], alphabet))
-        elif name == "MAX_REPEAT":
-            lo, hi, body = av
-            inner = _items(body, alphabet)
-            if len(inner) != 1 or inner[0][1:] != (1, 1):
-                raise _Outside("a repeated group")
-            out.append((inner[0][0], lo, float("inf") if hi == _MAXREPEAT else hi))
-        else:
-            out.append((_item_chars(name, av, alphabet), 1, 1))
-    return [x for x in out if x[2] > 0]
-
-
 def greedy_over(pattern: str, alphabet: list[str]) -> bool:
     """Whether Python's ``re.match`` of ``pattern``, on any text over ``alphabet``, is the text's
-    longest prefix in the pattern's language: ``exactness._greedy_shape``'s conditions (one
-    greedy sequence of single-character repeats, each variable repeat disjoint from what can
-    follow it, or an alternation of such sequences with disjoint first characters and no empty
-    branch) with each character set taken over ``alphabet`` (a text holds nothing else, so the
-    proof there holds unchanged; negated classes and categories are then finite sets)."""
+    longest prefix in the pattern's language (``longest_match.short_match`` finds no
+    counterexample; a pattern it cannot analyse counts as not greedy)."""
     try:
-        parsed = _sre_parse.parse(pattern)
-        if getattr(getattr(parsed, "state", None), "flags", 0) & ~re.UNICODE:
-            return False
-        items = list(parsed)
-        while len(items) == 1 and str(items[0][0]) == "SUBPATTERN" and not (items[0][1][1] or items[0][1][2]):
-            items = list(items[0][1][-1])
-        if len(items) == 1 and str(items[0][0]) == "BRANCH":
-            branches = [_items(b, alphabet) for b in items[0][1][1]]
-        else:
-            branches = [_items(items, alphabet)]
-    except (_Outside, Exception):  # noqa: BLE001
+        return short_match(pattern, alphabet) is None
+    except NotAnalysable:
         return False
-    firsts = []
-    for seq in branches:
-        for i, (chars, lo, hi) in enumerate(seq):
-            if lo == hi:
-                continue
-            for nxt, nlo, _ in seq[i + 1 :]:
-                if chars & nxt:
-                    return False
-                if nlo:
-                    break
-        first: set[str] = set()
-        for chars, lo, _ in seq:
-            first |= chars
-            if lo:
-                break
-        else:
-            if len(branches) > 1:
-                return False
-        firsts.append(first)
-    for i, a in enumerate(firsts):
-        for b in firsts[i + 1 :]:
-            if a & b:
-                return False
-    return True
 
 
 class LarkScanner:

@@ -21,7 +21,7 @@ scanner's joined regex tries the terminals in order and returns the first that m
 answer on ``u + w`` is its answer on ``u``. The token, its type after Lark's keyword folding,
 and whether it is ``%ignore``d all come from Lark's own scanner and callbacks on ``u``.
 
-A *greedy* terminal (``exactness._greedy_shape``: Python's match is the longest prefix in its
+A *greedy* terminal (``lark_scanner.greedy_over``: Python's match is the longest prefix in its
 language) that matches ``u`` while every terminal before it is dead wins whatever follows; only
 its length is open. Such a pending token is kept as a summary ``(terminal, DFA state, text after
 its last accepting point, token type at that point, text so far while a keyword could still be
