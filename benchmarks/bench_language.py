@@ -8,7 +8,10 @@ recomputes its weights over big integers, draws with ``rng.randrange`` and scans
 the same derivations; the benchmark checks that, then prints figures. It asserts nothing about time. The baseline only derives (it does not write or
 check), so the ratio understates the gain.
 
-    python benchmarks/bench_language.py [--strings 100000] [--baseline-strings 2000]
+Then the same draw with ``--workers`` processes (default: one per usable CPU; the strings are the
+same, which the script checks), as ``gumbelseq data`` does by default.
+
+    python benchmarks/bench_language.py [--strings 100000] [--baseline-strings 2000] [--workers N]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import random
 import time
 from pathlib import Path
 
+from gumbelseq.cpus import usable_cpus
 from gumbelseq.lang.dataset import draw_dataset
 from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.lang.language import Language
@@ -71,10 +75,12 @@ def main() -> None:
     ap.add_argument("--strings", type=int, default=100_000)
     ap.add_argument("--baseline-strings", type=int, default=2_000)
     ap.add_argument("--max-len", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=usable_cpus())
     args = ap.parse_args()
     L = args.max_len
     print(f"max_len {L}; {args.strings:,} checked strings; baseline on {args.baseline_strings:,} derivations")
-    print(f"{'grammar':44} {'count s':>8} {'draw s':>8} {'strings/s':>10} {'kept':>6} {'baseline/s':>10} {'ratio':>6}")
+    print(f"{'grammar':44} {'count s':>8} {'draw s':>8} {'strings/s':>10} {'kept':>6} {'baseline/s':>10} {'ratio':>6}"
+          f" {f'{args.workers} workers s':>12}")
     for label, spec in GRAMMARS.items():
         g = load_grammar(str(spec))
         t = time.perf_counter()
@@ -99,9 +105,13 @@ def main() -> None:
         draw_s = time.perf_counter() - t
         rate = len(lines) / draw_s
         kept = notes[0].split("(")[-1].split("%")[0] + "%" if notes else "100%"
+        t = time.perf_counter()
+        parallel = draw_dataset(g, args.strings, max_len=L, seed=0, workers=args.workers)
+        parallel_s = time.perf_counter() - t
+        assert parallel == lines
         print(
             f"{label:44} {count_s:8.2f} {draw_s:8.1f} {rate:10,.0f} {kept:>6} {base_rate:10,.0f}"
-            f" {rate / base_rate:5.1f}x"
+            f" {rate / base_rate:5.1f}x {parallel_s:12.1f}"
         )
 
 

@@ -1,3 +1,4 @@
 from .cli import main
 
-main(prog_name="gumbelseq")
+if __name__ == "__main__":  # not when a worker process imports this module
+    main(prog_name="gumbelseq")

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .cpus import usable_cpus
 from .errors import GumbelseqError, InputFileError
 from .lang.grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
 
@@ -121,9 +122,10 @@ def grammars_cmd(as_json: bool) -> None:
 )
 @click.option("--start", default="start", show_default=True, help="The grammar's start rule.")
 @seed_option
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Processes drawing the strings when there are more than 16,384 (0: one per usable CPU); the output is the same for any number.")
 @click.option("-o", "--output", type=click.Path(readable=False, allow_dash=True), default=None, help="Write here instead of stdout; an existing file is replaced only on success, keeping its mode; symlinks are followed; FIFOs and /dev paths are written directly.")
 @domain_errors
-def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, start: str, seed: int, output: str | None) -> None:
+def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, start: str, seed: int, workers: int, output: str | None) -> None:
     """Draw training strings from a grammar, one per line (no padding)."""
     from .lang.dataset import draw_dataset
     from .outputs import check_output, write_lines
@@ -131,7 +133,8 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
     if output is not None:
         check_output(output)  # a bad path fails now, before drawing, and creates nothing
     g = load_grammar(grammar, start=start, on_notice=_notice)
-    lines = draw_dataset(g, count, max_len=max_len, mode=mode, seed=seed, ignore=ignore, on_notice=_notice)
+    lines = draw_dataset(g, count, max_len=max_len, mode=mode, seed=seed, ignore=ignore, on_notice=_notice,
+                         workers=workers or usable_cpus())
     if output is not None:
         write_lines(output, lines)
         err.print(f"wrote {len(lines)} strings to {output}")

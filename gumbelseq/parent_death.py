@@ -5,7 +5,8 @@ Ctrl-C reaches only the command, which passes one SIGINT on). If the command its
 (``kill -9``), nobody would stop them: they would go on training into folders that a new
 command may then take over. ``stop_with_parent(pid)`` asks Linux to send SIGINT to this process
 when its parent dies, so it checkpoints and exits as on Ctrl-C. Elsewhere it does nothing (a
-sweep worker also checks its parent between trials).
+sweep worker also checks its parent between trials). ``data``'s drawing workers, which keep
+nothing, ask for SIGKILL.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import sys
 PARENT_ENV = "GUMBELSEQ_PARENT_PID"
 
 
-def stop_with_parent(parent: int | None) -> None:
-    """Get SIGINT when ``parent`` (this process's parent now) dies; at once if it already has."""
+def stop_with_parent(parent: int | None, sig: int = signal.SIGINT) -> None:
+    """Get ``sig`` (SIGINT: stop as on Ctrl-C) when ``parent`` (this process's parent now) dies;
+    at once if it already has."""
     if parent is None or not sys.platform.startswith("linux"):
         return
     try:
@@ -27,11 +29,11 @@ def stop_with_parent(parent: int | None) -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:  # it died before the request was made
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), sig)
 
 
 def stop_with_parent_from_env() -> None:

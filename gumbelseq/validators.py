@@ -22,13 +22,13 @@ a validator imports its library when it is used, and says how to install it when
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import pluggy
 
+from .cpus import usable_cpus
 from .errors import GumbelseqError, first_line
 from .plugin_loading import collect, entry_point_manager
 
@@ -122,7 +122,7 @@ def get_validator(name: str) -> Validator:
 def canonical_forms(validator: Validator, strings: list[str], workers: int | None = None) -> list[str | None]:
     """``validator.canonical`` over ``strings``, in worker processes when there are many."""
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = usable_cpus()
     batches = [strings[i : i + BATCH] for i in range(0, len(strings), BATCH)]
     try:
         if workers <= 1 or len(strings) < PARALLEL_MIN:

@@ -210,3 +210,9 @@ def assert_masks_equal(con, alphabet: str, max_len: int, valid: set[str] | froze
         assert con.allowed(state) == nexts[p], (label, p)
         assert con.can_end(state) == (p in valid), (label, p)
         assert con.allowed(state) or con.can_end(state), (label, p)  # never a dead end
+
+
+def chi2_bound(dof: int, z: float = 4.753) -> float:
+    """Wilson-Hilferty upper quantile of chi-square with ``dof`` degrees of freedom; z=4.753 is
+    the 1e-6 normal tail, so a uniformity test built on it fails by chance once in a million."""
+    return dof * (1 - 2 / (9 * dof) + z * (2 / (9 * dof)) ** 0.5) ** 3

@@ -26,7 +26,7 @@ from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.lang.language import Language
 from gumbelseq.lang.sampler import IGNORE_MODES
 from gumbelseq.lang.score import score_samples
-from oracle import BY_NAME, CORPUS, all_strings, lark_accepts, oracle_lark, oracle_language
+from oracle import BY_NAME, CORPUS, all_strings, chi2_bound, lark_accepts, oracle_lark, oracle_language
 
 IDS = [e.name for e in CORPUS]
 
@@ -35,11 +35,6 @@ IDS = [e.name for e in CORPUS]
 def grammar(name):
     e = BY_NAME[name]
     return load_grammar(e.path, start=e.start)
-
-
-def _chi2_bound(dof: int, z: float = 4.753) -> float:
-    # Wilson-Hilferty upper quantile of chi-square; z=4.753 is the 1e-6 normal tail.
-    return dof * (1 - 2 / (9 * dof) + z * (2 / (9 * dof)) ** 0.5) ** 3
 
 
 @pytest.mark.parametrize("name", IDS)
@@ -73,7 +68,7 @@ def test_ignore_none_is_uniform_over_valid_strings_without_ignorable_text(name, 
     assert set(counts) == support, (sorted(set(counts) - support)[:5], sorted(support - set(counts))[:5])
     expected = len(draws) / len(support)
     chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
-    assert chi2 < _chi2_bound(len(support) - 1), (name, chi2)
+    assert chi2 < chi2_bound(len(support) - 1), (name, chi2)
 
 
 BUILTIN_ALPHABETS = {"arith": ("x+-*/", 7), "parens": ("x+-*/()", 5), "dyck": ("()[]", 8)}
@@ -128,7 +123,7 @@ def test_adjacent_numbers_are_drawn_once_each():
     assert set(counts) == {str(i) for i in range(10)} | {f"{i}{j}" for i in range(10) for j in range(10)}
     expected = len(draws) / 110
     chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
-    assert chi2 < _chi2_bound(109)
+    assert chi2 < chi2_bound(109)
 
 
 def test_keywords_get_a_separator_only_where_lark_needs_one():

@@ -1,6 +1,5 @@
 import functools
 import itertools
-import math
 import random
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from gumbelseq.lang.dataset import draw_dataset
 from gumbelseq.errors import UnsupportedGrammarError
 from gumbelseq.lang.grammar import builtin_grammars, load_grammar
 from gumbelseq.lang.language import LANGUAGE_MAX_LEN, Language, LengthLimitError
+from oracle import chi2_bound
 
 GRAMMARS = [g.name for g in builtin_grammars()]
 
@@ -93,11 +93,6 @@ def test_same_seed_same_output():
     assert a == b and a != c
 
 
-def _chi2_bound(dof, z=4.753):
-    # Wilson-Hilferty upper quantile of chi-square; z=4.753 is the 1e-6 normal tail.
-    return dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
-
-
 def test_uniform_mode_is_uniform_arith_L5():
     lang = language("arith", 5)
     rng = random.Random(12345)
@@ -106,7 +101,7 @@ def test_uniform_mode_is_uniform_arith_L5():
     assert len(counts) == 21
     expected = n / 21
     chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
-    assert chi2 < _chi2_bound(20)
+    assert chi2 < chi2_bound(20)
 
 
 def test_pcfg_mode_favours_short_strings():

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
-from typing import Callable
+import signal
+from typing import Callable, Iterator
 
-from ..errors import UnsupportedGrammarError
+from ..errors import GumbelseqError, UnsupportedGrammarError
+from ..parent_death import stop_with_parent
 from .grammar import Grammar
 from .language import MODES, Language
 from .sampler import Sampler
@@ -15,6 +19,16 @@ from .sampler import Sampler
 #: (every string of the 1365 has probability 1/1365). A PCFG with equal alternatives instead
 #: piles its mass on the shortest strings (half of arith's draws would be "x").
 DEFAULT_MODE = "uniform"
+
+
+#: How a dataset's strings are split into independently seeded blocks, so that worker processes
+#: can draw them and the output depends only on the seed, never on the number of workers. Block
+#: 0 holds the first ``FIRST_BLOCK`` strings, drawn from ``random.Random(seed)`` as earlier
+#: versions drew every string: a dataset of at most that many strings is the same as before
+#: (the reproduction's training sets and 10,000-string reference draws among them). Block j >= 1
+#: holds the next ``BLOCK`` strings, drawn from a generator seeded by a hash of (seed, j).
+FIRST_BLOCK = 16_384
+BLOCK = 4_096
 
 
 def draw_dataset(
@@ -27,45 +41,140 @@ def draw_dataset(
     language: Language | None = None,
     ignore: str = "minimal",
     on_notice: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> list[str]:
     """``n`` valid strings of the grammar's language with length <= ``max_len``, drawn with
-    ``seed`` (a private ``random.Random``; global RNGs are untouched).
+    ``seed`` (private generators; global RNGs are untouched).
 
     ``uniform``: every string the sampler can write equally likely (see ``sampler.py``: for a
     grammar whose ``Language.exact`` holds, every string of the language up to ``max_len``).
     ``pcfg``: a random derivation, alternatives equally likely among those that still fit.
     ``ignore``: what to do with ``%ignore``d text (``none``, ``minimal``, ``random``).
     ``on_notice`` hears how many draws Lark read differently (and were drawn again), if any.
+    ``workers`` > 1 draws the blocks (``FIRST_BLOCK``, ``BLOCK``) in that many processes
+    (started with ``spawn``: call it under ``if __name__ == "__main__":`` in a script); the
+    strings are the same for any number of workers.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     if n < 0:
         raise ValueError("n must be >= 0")
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
+    blocks = _blocks(n)
+    out: list[str] = []
+    drawn = kept = 0
+    # Built here even when workers draw: a grammar that cannot be drawn from fails here, with
+    # its own message, rather than in a worker's start-up.
     lang = language if language is not None and language.max_len == max_len else Language(grammar, max_len)
-    rng = random.Random(seed)
-    sampler = Sampler(lang, mode, ignore)
-    out = []
-    for _ in range(n):
-        try:
-            out.append(sampler.draw(rng))
-        except UnsupportedGrammarError:
-            if not out and _derives_line_breaks(lang, mode, rng):
-                raise UnsupportedGrammarError(
-                    f"{grammar.path}: the grammar derives line breaks, which a one-string-per-line"
-                    " file cannot hold"
-                ) from None
-            raise
+    if workers == 1 or len(blocks) == 1:
+        sampler = Sampler(lang, mode, ignore)
+        for j, size in blocks:
+            out += _draw_block(sampler, seed, j, size)
+        drawn, kept = sampler.drawn, sampler.kept
+    else:
+        for lines, d, k in _in_processes(grammar, max_len, mode, ignore, seed, blocks, workers):
+            out += lines
+            drawn += d
+            kept += k
     if on_notice is not None and grammar.algorithm != "lalr" and mode == "uniform":
         on_notice(
             f"{grammar.path}: the grammar is parsed with Earley (not strict LALR(1)), so uniform is over derivations:"
             " a string with several parses is drawn as often as it has parses"
         )
-    if on_notice is not None and sampler.drawn > sampler.kept:
+    if on_notice is not None and drawn > kept:
         on_notice(
-            f"{sampler.drawn - sampler.kept} of {sampler.drawn} draws were read differently by"
-            f" Lark's lexer and drawn again ({100 * (sampler.acceptance or 0):.1f}% kept)"
+            f"{drawn - kept} of {drawn} draws were read differently by"
+            f" Lark's lexer and drawn again ({100 * kept / drawn:.1f}% kept)"
         )
     return out
+
+
+def _blocks(n: int) -> list[tuple[int, int]]:
+    """(block index, strings in it) for a dataset of ``n`` strings (one empty block for 0)."""
+    out = [(0, min(n, FIRST_BLOCK))]
+    done, j = out[0][1], 1
+    while done < n:
+        size = min(BLOCK, n - done)
+        out.append((j, size))
+        done += size
+        j += 1
+    return out
+
+
+def block_seed(seed: int, j: int) -> int:
+    """The seed of block ``j`` (block 0: ``seed`` itself)."""
+    if j == 0:
+        return seed
+    digest = hashlib.blake2b(f"gumbelseq data block {seed} {j}".encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _draw_block(sampler: Sampler, seed: int, j: int, size: int) -> list[str]:
+    rng = random.Random(block_seed(seed, j))
+    lang = sampler.language
+    out = []
+    for _ in range(size):
+        try:
+            out.append(sampler.draw(rng))
+        except UnsupportedGrammarError:
+            if not out and _derives_line_breaks(lang, sampler.mode, rng):
+                raise UnsupportedGrammarError(
+                    f"{lang.grammar.path}: the grammar derives line breaks, which a one-string-per-line"
+                    " file cannot hold"
+                ) from None
+            raise
+    return out
+
+
+def _in_processes(
+    grammar: Grammar, max_len: int, mode: str, ignore: str, seed: int, blocks: list[tuple[int, int]], workers: int
+) -> Iterator[tuple[list[str], int, int]]:
+    """Each block's (strings, draws, kept), in block order, drawn by ``workers`` processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(
+        min(workers, len(blocks)),
+        multiprocessing.get_context("spawn"),
+        _start_worker,
+        (grammar, max_len, mode, ignore, os.getpid()),
+    )
+    try:
+        futures = [pool.submit(_worker_block, (seed, j, size)) for j, size in blocks]
+        for f in futures:
+            yield f.result()
+    except BrokenProcessPool:
+        raise GumbelseqError(
+            "the worker processes drawing the data stopped (killed, out of memory, or unable to start:"
+            " a script must call draw_dataset with workers > 1 under `if __name__ == \"__main__\":`)"
+        ) from None
+    finally:
+        # On an error or Ctrl-C, stop the workers now rather than after the blocks queued.
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_WORKER: Sampler | None = None
+
+
+def _start_worker(grammar: Grammar, max_len: int, mode: str, ignore: str, parent: int) -> None:
+    # Ctrl-C reaches the whole process group: the command stops its workers itself. If the
+    # command is killed outright, nothing would: a worker would finish its queued blocks and
+    # block writing to a dead pipe. Linux kills it with its parent instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop_with_parent(parent, signal.SIGKILL)
+    global _WORKER
+    _WORKER = Sampler(Language(grammar, max_len), mode, ignore)
+
+
+def _worker_block(job: tuple[int, int, int]) -> tuple[list[str], int, int]:
+    assert _WORKER is not None
+    before = (_WORKER.drawn, _WORKER.kept)
+    lines = _draw_block(_WORKER, *job)
+    return lines, _WORKER.drawn - before[0], _WORKER.kept - before[1]
 
 
 def _derives_line_breaks(lang: Language, mode: str, rng: random.Random) -> bool:

@@ -87,6 +87,12 @@ class Grammar:
             else:
                 self._display[term.name] = term.name
 
+    def __reduce__(self) -> tuple:
+        # Lark's parser does not pickle; another process (``draw_dataset(workers=N)``) gets the
+        # grammar as its text and rebuilds it the same way (a relative %import is read again
+        # from the file's folder).
+        return _build, (self.name, self.path, self.text, self.start, None)
+
     @property
     def terminals(self) -> list:
         return list(self.parser.terminals)
@@ -242,7 +248,10 @@ def load_grammar(
             )
         name, shown = spec, known[spec].path
         text = resources.files("gumbelseq.grammars").joinpath(f"{spec}.lark").read_text("utf-8")
+    return _build(name, shown, text, start, on_notice)
 
+
+def _build(name: str, shown: str, text: str, start: str, on_notice: Callable[[str], None] | None) -> Grammar:
     # source_path: Lark resolves a relative ``%import .module.rule`` from this file's folder
     # (for a grammar given as a string it would use the folder of the running script).
     try:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..cpus import usable_cpus
 from ..errors import GumbelseqError, InputFileError, RunError
 from ..inputs import read_text
 from ..outputs import write_text_atomic
@@ -216,13 +217,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def threads_per_worker(workers: int) -> int:
     """Torch threads of each of ``workers`` children: the machine's cores shared out."""
-    return max(1, _cpus() // workers)
+    return max(1, usable_cpus() // workers)
 
 
 def _marker(quick: bool, device: str, suite: Suite) -> dict[str, Any]:

@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from ..cpus import usable_cpus
 from ..errors import GumbelseqError, RunError, first_line
 from ..inputs import read_text
 from ..lang.grammar import Grammar, load_grammar
@@ -761,13 +762,6 @@ def worker_context(out: Path, plugins_dir: str | Path | None = None) -> _Context
 # -- the command --------------------------------------------------------------------------------
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _spawn(out: Path, index: int, threads: int, storage: _Storage, limit: int | None,
            plugins_dir: str | Path | None) -> subprocess.Popen:
     (out / LOGS).mkdir(exist_ok=True)
@@ -907,7 +901,7 @@ def _run_here(ctx: _Context, on_update: Callable | None, poll: float, limit: int
 
 def _run_workers(ctx: _Context, store: _Storage, n: int, on_update: Callable | None, say: Callable[[str], None],
                  poll: float, limit: int | None, plugins_dir: str | Path | None) -> None:
-    threads = max(1, _cpu_count() // n)
+    threads = max(1, usable_cpus() // n)
     procs = [_spawn(ctx.out, i + 1, threads, store, limit, plugins_dir) for i in range(n)]
     say(f"{n} workers, {threads} torch thread{'s' if threads > 1 else ''} each; logs in {ctx.out / LOGS}")
     interrupted = False
