@@ -34,16 +34,23 @@ def test_blocks_cover_the_dataset_once():
     assert len({block_seed(s, j) for s in range(20) for j in range(1, 50)}) == 20 * 49
 
 
-@pytest.mark.parametrize("ignore", ["minimal", "random"])
-def test_the_same_strings_for_any_number_of_workers(ignore):
+def test_the_same_strings_for_any_number_of_workers():
     g = load_grammar(BY_NAME["calc"].path)
-    serial = draw_dataset(g, N, max_len=14, seed=4, ignore=ignore)
+    serial = draw_dataset(g, N, max_len=14, seed=4)
     assert len(serial) == N
     for workers in (2, 3):
-        assert draw_dataset(g, N, max_len=14, seed=4, ignore=ignore, workers=workers) == serial
+        assert draw_dataset(g, N, max_len=14, seed=4, workers=workers) == serial
     # The first block is the draw of earlier versions: a shorter dataset is its prefix.
-    assert draw_dataset(g, FIRST_BLOCK, max_len=14, seed=4, ignore=ignore) == serial[:FIRST_BLOCK]
-    assert draw_dataset(g, N, max_len=14, seed=5, ignore=ignore, workers=2) != serial
+    assert draw_dataset(g, FIRST_BLOCK, max_len=14, seed=4) == serial[:FIRST_BLOCK]
+    assert draw_dataset(g, N, max_len=14, seed=5, workers=2) != serial
+
+
+def test_random_spacing_is_drawn_from_each_block_generator_too():
+    # --ignore random draws spacing from the same generators: still the same for any workers.
+    g = load_grammar(BY_NAME["kwname"].path)
+    serial = draw_dataset(g, N, max_len=8, seed=6, ignore="random")
+    assert draw_dataset(g, N, max_len=8, seed=6, ignore="random", workers=2) == serial
+    assert any(" " in s for s in serial[FIRST_BLOCK:])
 
 
 def test_later_blocks_are_uniform_too():
