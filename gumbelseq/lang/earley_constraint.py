@@ -12,18 +12,17 @@ matched at ``i`` the same way; a match carries every item that expects a termina
 a completed start item) to the end of the match, unchanged. Terminals do not compete with each
 other (each is matched on its own), but each gets *one* end per position: Python's match.
 
-The terminals served. A terminal's regex must be a *greedy sequence* (or an alternation of
-greedy sequences with pairwise disjoint first characters, a narrower class than
-``longest_match.py`` decides, kept here because this engine builds its DFA from that shape; classes are taken over the alphabet, so ``\\d``, ``.`` and negated
-classes are fine): then ``re.match`` at ``i`` takes exactly the *longest* prefix of
-``text[i:]`` in the terminal's language (the proof in ``exactness.py``, (1)). On top, each
-terminal's DFA (over the alphabet) must have *one-character lookahead*: from an accepting state,
-every character leads to an accepting state or to none that can still accept. Then a token of
-``X`` that has reached accepting state ``q`` at position ``e`` ends there exactly when the next
-character is not in ``C(q)`` (the characters that continue it) or the text ends. String literals
-are greedy sequences (``C(q)`` empty: a literal is its own only string). Anything else (flags,
-lazy repeats, look-arounds, anchors, a repeat followed by something that can take the same
-character, a DFA needing longer lookahead) is refused with a one-line reason.
+The terminals served. On a terminal's regex Python's ``re.match`` must take the *longest* prefix
+of the text in the terminal's language, on every text over the alphabet (``longest_match.py``
+decides it, with character classes read over the alphabet, so ``\\d``, ``.`` and negated classes
+are fine). On top, each terminal's DFA (over the alphabet, ``longest_match.dfa``) must have
+*one-character lookahead*: from an accepting state, every character leads to an accepting state
+or to none that can still accept. Then a token of ``X`` that has reached accepting state ``q``
+at position ``e`` ends there exactly when the next character is not in ``C(q)`` (the characters
+that continue it) or the text ends. String literals qualify (``C(q)`` empty: a literal is its
+own only string). Anything else (flags, a regex ``re`` can cut short such as ``/a|ab/`` or
+``/b+?/``, look-arounds, anchors, a DFA needing longer lookahead such as ``/[ab]*b/``) is
+refused with a one-line reason.
 
 So Lark's language here is: the strings ``r0 t1 r1 ... tk rk`` where ``t1..tk`` are a
 derivation's tokens, each ``ri`` a run of ignored tokens, every token (rule or ignored) a string
@@ -59,22 +58,9 @@ from lark.lexer import PatternRE, PatternStr
 from ..errors import UnsupportedGrammarError
 from .constraint import Constraint
 from .grammar import Grammar
-
-try:  # Python >= 3.11
-    import re._parser as _sre_parse
-except ImportError:  # pragma: no cover
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+from .longest_match import NotAnalysable, dfa, short_match
 
 _INF = float("inf")
-_MAXREPEAT = getattr(_sre_parse, "MAXREPEAT", None)
-_CATEGORIES = {
-    "CATEGORY_DIGIT": r"\d",
-    "CATEGORY_NOT_DIGIT": r"\D",
-    "CATEGORY_WORD": r"\w",
-    "CATEGORY_NOT_WORD": r"\W",
-    "CATEGORY_SPACE": r"\s",
-    "CATEGORY_NOT_SPACE": r"\S",
-}
 
 
 class _Refuse(Exception):
@@ -84,162 +70,18 @@ class _Refuse(Exception):
 # --- terminals -------------------------------------------------------------------------------
 
 
-def _char_set(op, av, alphabet: list[str]) -> frozenset[str]:  # noqa: ANN001
-    """The alphabet characters one single-character item matches (Python's ``re``, no flags)."""
-    name = str(op)
-    if name == "LITERAL":
-        return frozenset(c for c in alphabet if c == chr(av))
-    if name == "NOT_LITERAL":
-        return frozenset(c for c in alphabet if c != chr(av))
-    if name == "ANY":
-        return frozenset(c for c in alphabet if c != "\n")
-    if name == "CATEGORY":
-        if str(av) not in _CATEGORIES:
-            raise _Refuse(f"the category {av}")
-        rx = re.compile(_CATEGORIES[str(av)])
-        return frozenset(c for c in alphabet if rx.fullmatch(c))
-    if name == "IN":
-        negate = False
-        chars: set[str] = set()
-        for kind, arg in av:
-            kind = str(kind)
-            if kind == "NEGATE":
-                negate = True
-            elif kind == "LITERAL":
-                chars.update(c for c in alphabet if c == chr(arg))
-            elif kind == "RANGE":
-                chars.update(c for c in alphabet if arg[0] <= ord(c) <= arg[1])
-            elif kind == "CATEGORY":
-                chars |= _char_set("CATEGORY", arg, alphabet)
-            else:
-                raise _Refuse(f"the class item {kind}")
-        return frozenset(c for c in alphabet if c not in chars) if negate else frozenset(chars)
-    raise _Refuse(f"the construct {name}")
-
-
-def _items(parsed, alphabet: list[str]) -> list[tuple[frozenset[str], int, float]]:  # noqa: ANN001
-    """A parsed regex as a sequence of greedy repeats ``(characters, min, max)`` of one
-    character each, or ``_Refuse``."""
-    out: list[tuple[frozenset[str], int, float]] = []
-    for op, av in parsed:
-        name = str(op)
-        if name == "SUBPATTERN":
-            if av[1] or av[2]:
-                raise _Refuse("inline flags")
-            out.extend(_items(av[-1], alphabet))
-        elif name == "MAX_REPEAT":
-            lo, hi, body = av
-            inner = _items(body, alphabet)
-            if len(inner) != 1 or inner[0][1:] != (1, 1):
-                raise _Refuse("a repeated group of more than one character")
-            out.append((inner[0][0], lo, _INF if hi == _MAXREPEAT else hi))
-        elif name == "MIN_REPEAT":
-            raise _Refuse("a lazy quantifier")
-        elif name == "BRANCH":
-            raise _Refuse("an alternation inside a sequence")
-        elif name in ("LITERAL", "NOT_LITERAL", "ANY", "CATEGORY", "IN"):
-            out.append((_char_set(op, av, alphabet), 1, 1))
-        else:
-            raise _Refuse(f"the construct {name}")
-    return [x for x in out if x[2] > 0]
-
-
-def _greedy_branches(pattern: str, alphabet: list[str]) -> list[list[tuple[frozenset[str], int, float]]]:
-    """The greedy sequences of ``pattern`` (each variable repeat disjoint from what can follow
-    it; branches with disjoint first characters and none empty), with character sets over the
-    alphabet, the only characters a text here holds; or ``_Refuse``."""
-    try:
-        parsed = _sre_parse.parse(pattern)
-    except Exception as e:  # noqa: BLE001 - Lark compiled it; be safe
-        raise _Refuse(f"a pattern this engine cannot read ({e})") from None
-    if getattr(getattr(parsed, "state", None), "flags", 0) & ~re.UNICODE:
-        raise _Refuse("flags")
-    items = list(parsed)
-    while len(items) == 1 and str(items[0][0]) == "SUBPATTERN" and not (items[0][1][1] or items[0][1][2]):
-        items = list(items[0][1][-1])
-    if len(items) == 1 and str(items[0][0]) == "BRANCH":
-        branches = [_items(b, alphabet) for b in items[0][1][1]]
-    else:
-        branches = [_items(items, alphabet)]
-    firsts = []
-    for seq in branches:
-        for i, (chars, lo, hi) in enumerate(seq):
-            if lo == hi:
-                continue
-            for nxt, nlo, _ in seq[i + 1 :]:
-                both = chars & nxt
-                if both:
-                    raise _Refuse(
-                        f"a repeat followed by something that can take the same character {min(both)!r}"
-                        " (Python's re may stop short of the longest match)"
-                    )
-                if nlo:
-                    break
-        first: set[str] = set()
-        for chars, lo, _ in seq:
-            first |= chars
-            if lo:
-                break
-        else:
-            if len(branches) > 1:
-                raise _Refuse("an alternation with a branch that matches the empty string")
-        firsts.append(first)
-    for i, a in enumerate(firsts):
-        for b in firsts[i + 1 :]:
-            if a & b:
-                raise _Refuse(f"an alternation whose branches can start with the same character {min(a & b)!r}")
-    return branches
-
-
 class _TermDFA:
     """One terminal over the alphabet: a DFA with live states only (``step[q]``: char -> state),
     ``finals``, ``tag[q]`` (for an accepting ``q``: the index of the set of characters that
     continue the token, which the next character must avoid for the token to end there) and
     ``dist[q][f]``: the fewest characters from ``q`` to an accepting state of tag ``f``."""
 
-    def __init__(self, name: str, branches, alphabet: list[str]) -> None:  # noqa: ANN001
+    def __init__(self, name: str, pattern: str, alphabet: list[str]) -> None:
         self.name = name
-
-        def close(positions):  # noqa: ANN001, ANN202
-            out = set(positions)
-            todo = list(positions)
-            while todo:
-                b, k, n = todo.pop()
-                seq = branches[b]
-                if k < len(seq) and n >= seq[k][1]:
-                    p = (b, k + 1, 0)
-                    if p not in out:
-                        out.add(p)
-                        todo.append(p)
-            return frozenset(out)
-
-        def accepting(subset) -> bool:  # noqa: ANN001
-            return any(k == len(branches[b]) for b, k, _ in subset)
-
-        start = close({(b, 0, 0) for b in range(len(branches))})
-        ids = {start: 0}
-        subsets = [start]
-        raw: list[dict[str, int]] = []
-        i = 0
-        while i < len(subsets):
-            row: dict[str, int] = {}
-            for c in alphabet:
-                moved = set()
-                for b, k, n in subsets[i]:
-                    seq = branches[b]
-                    if k < len(seq) and c in seq[k][0] and n < seq[k][2]:
-                        lo = seq[k][1]
-                        m = n + 1 if seq[k][2] != _INF else min(n + 1, max(lo, 1))
-                        moved.add((b, k, m))
-                if moved:
-                    s = close(moved)
-                    if s not in ids:
-                        ids[s] = len(subsets)
-                        subsets.append(s)
-                    row[c] = ids[s]
-            raw.append(row)
-            i += 1
-        finals = {q for q, s in enumerate(subsets) if accepting(s)}
+        try:
+            raw, finals = dfa(pattern, alphabet)
+        except NotAnalysable as e:
+            raise _Refuse(str(e)) from None
         # live: can reach an accepting state
         live = set(finals)
         changed = True
@@ -287,14 +129,26 @@ class _TermDFA:
         self.dist = dist
 
 
-def _terminal_branches(term, alphabet: list[str]):  # noqa: ANN001
+def _terminal_pattern(term, alphabet: list[str]) -> str:  # noqa: ANN001
+    """The terminal's regex, when ``re.match`` takes the longest match of it on every text over
+    the alphabet (``longest_match.short_match``); else ``_Refuse`` with a counterexample."""
     pattern = term.pattern
     if pattern.flags:
         raise _Refuse(f"the flags {''.join(sorted(pattern.flags))}")
     if isinstance(pattern, PatternStr):
-        return [[(frozenset(c for c in alphabet if c == ch), 1, 1) for ch in pattern.value]]
+        return re.escape(pattern.value)
     if isinstance(pattern, PatternRE):
-        return _greedy_branches(pattern.value, alphabet)
+        try:
+            short = short_match(pattern.value, alphabet)
+        except NotAnalysable as e:
+            raise _Refuse(str(e)) from None
+        if short is not None:
+            taken = re.match(pattern.value, short)
+            raise _Refuse(
+                f"a regex that Python's re cuts short: it takes {taken.group() if taken else ''!r} of {short!r},"
+                " not the longest match"
+            )
+        return pattern.value
     raise _Refuse(f"a pattern of type {type(pattern).__name__}")  # pragma: no cover
 
 
@@ -415,7 +269,7 @@ class EarleyConstraint:
             if term is None:
                 raise UnsupportedGrammarError(f"{where}: terminal {name} has no definition (%declare)")
             try:
-                dfas[name] = _TermDFA(name, _terminal_branches(term, self.alphabet), self.alphabet)
+                dfas[name] = _TermDFA(name, _terminal_pattern(term, self.alphabet), self.alphabet)
             except _Refuse as e:
                 if str(e) == "no string over the alphabet":
                     continue  # never matches here: items expecting it never advance

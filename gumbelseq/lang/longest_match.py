@@ -258,6 +258,35 @@ def short_match(pattern: str, alphabet: Iterable[str] | None = None) -> str | No
     return None
 
 
+def dfa(pattern: str, alphabet: Iterable[str]) -> tuple[list[dict[str, int]], frozenset[int]]:
+    """The pattern's DFA over ``alphabet`` by subset construction: ``step[q]`` maps a character
+    to the next state (missing: no string continues so; dead states are not pruned), state 0 is
+    the start; and the accepting states. Refuses what ``short_match`` refuses."""
+    chars = sorted(set(alphabet))
+    nfa, start = _build(pattern, chars)
+    first = nfa.closure([start])
+    ids = {first: 0}
+    subsets = [first]
+    step: list[dict[str, int]] = []
+    i = 0
+    while i < len(subsets):
+        row: dict[str, int] = {}
+        states = subsets[i][0]
+        for c in chars:
+            key = nfa.closure(nfa.nxt[q][0] for q in states if c in nfa.sets[q])
+            if not key[0] and not key[1]:
+                continue
+            if key not in ids:
+                if len(ids) >= MAX_CONFIGS:
+                    raise NotAnalysable(f"more than {MAX_CONFIGS} automaton states")
+                ids[key] = len(subsets)
+                subsets.append(key)
+            row[c] = ids[key]
+        step.append(row)
+        i += 1
+    return step, frozenset(q for q, (_, accepts) in enumerate(subsets) if accepts)
+
+
 def ambiguous_match(pattern: str, alphabet: Iterable[str] | None = None) -> str | None:
     """A shortest string that ``pattern`` matches by two different parses (over ``alphabet``,
     when given), or None when every string of its language has one parse."""
