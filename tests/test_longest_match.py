@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from lark import Lark
 
-from gumbelseq.lang.longest_match import NotAnalysable, ambiguous_match, short_match
+from gumbelseq.lang.longest_match import NotAnalysable, ambiguous_match, dfa, short_match
 from gumbelseq.lang.regex import RegexLanguage
 from oracle import all_strings
 
@@ -136,3 +136,17 @@ def test_generated_patterns_against_python_re(pattern, wrap):
         pattern = f"(?:{pattern})c?"
     _check_short(pattern, max_len=5)
     _check_ambiguous(pattern, max_len=7)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(BRANCH, min_size=1, max_size=3).map("|".join))
+def test_dfa_accepts_exactly_what_re_fullmatch_accepts(pattern):
+    step, finals = dfa(pattern, ALPHABET)
+    compiled = re.compile(pattern)
+    for text in all_strings(ALPHABET, 5):
+        q = 0
+        for c in text:
+            q = step[q].get(c)
+            if q is None:
+                break
+        assert (q is not None and q in finals) == bool(compiled.fullmatch(text)), (pattern, text)

@@ -11,6 +11,7 @@ and an integer does take every number whole. Two questions, each decided over al
   not take whole, or None when there is none. None means: on any text, ``re.match`` returns the
   longest prefix of the text that is in the language (if a longer prefix were in it, reading
   that prefix would be a witness).
+- ``dfa(pattern, alphabet)``: the language as a DFA over an alphabet (for the Earley engine).
 - ``ambiguous_match(pattern)``: a shortest string that the pattern matches in two ways (two
   parses: ``a?a?`` on ``a``), or None. Counting and sampling a terminal by its parses
   (``regex.RegexLanguage``) then count and draw each string once.
@@ -48,7 +49,7 @@ try:  # Python >= 3.11
 except ImportError:  # pragma: no cover
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
-__all__ = ["NotAnalysable", "short_match", "ambiguous_match", "MAX_STATES", "MAX_CONFIGS"]
+__all__ = ["NotAnalysable", "short_match", "ambiguous_match", "dfa", "MAX_STATES", "MAX_CONFIGS"]
 
 #: NFA states (after ``{m,n}`` is written out) and Pike VM configurations past which a pattern
 #: is not analysed. ``common.NUMBER`` needs 16 states and 12 configurations.
