@@ -5,13 +5,13 @@ Python's regex engine backtracks: at a position it returns the *first* match in 
 for a lazy one the reverse), not the longest. Lark's lexer takes what ``re`` returns, so a
 terminal whose regex can stop short (``/(a|ab)c?/`` on ``ab``, ``/b+?/`` on ``bb``) reads text
 differently from what its language suggests, while ``common.NUMBER``'s alternation of a float
-and an integer does take every number whole. Two questions, each decided over all texts:
+and an integer does take every number whole. Two questions, each decided over all texts (and,
+for the Earley engine, ``dfa(pattern, alphabet)``, the pattern's DFA over an alphabet):
 
 - ``short_match(pattern)``: a shortest string of the pattern's language that ``re.match`` does
   not take whole, or None when there is none. None means: on any text, ``re.match`` returns the
   longest prefix of the text that is in the language (if a longer prefix were in it, reading
   that prefix would be a witness).
-- ``dfa(pattern, alphabet)``: the language as a DFA over an alphabet (for the Earley engine).
 - ``ambiguous_match(pattern)``: a shortest string that the pattern matches in two ways (two
   parses: ``a?a?`` on ``a``), or None. Counting and sampling a terminal by its parses
   (``regex.RegexLanguage``) then count and draw each string once.
