@@ -8,7 +8,6 @@ the command leave no worker behind and the output file untouched.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 from gumbelseq.lang.dataset import BLOCK, FIRST_BLOCK, _blocks, block_seed, draw_dataset
 from gumbelseq.lang.grammar import load_grammar
 from oracle import BY_NAME, chi2_bound
+from processes import alive, kill_all
 
 N = FIRST_BLOCK + 2 * BLOCK + 7
 
@@ -88,14 +88,6 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and pgrep")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_stopping_the_command_stops_its_workers_and_keeps_the_file(tmp_path, sig):
@@ -120,16 +112,12 @@ def test_stopping_the_command_stops_its_workers_and_keeps_the_file(tmp_path, sig
         _, err = proc.communicate(timeout=60)
         assert proc.returncode != 0 and "Traceback" not in err
         deadline = time.monotonic() + 20
-        while any(map(_alive, workers)) and time.monotonic() < deadline:
+        while any(map(alive, workers)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not any(map(_alive, workers)), "a worker kept running after its command stopped"
+        assert not any(map(alive, workers)), "a worker kept running after its command stopped"
         assert out.read_text() == "the user's file\n"
         assert [p.name for p in tmp_path.iterdir()] == ["data.txt"]  # no temporary file left
     finally:
-        for pid in _children(proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_all(_children(proc.pid))
         if proc.poll() is None:
             proc.kill()

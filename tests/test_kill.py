@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from processes import alive, kill_all
+
 ARGS = ["train", "--backend", "mle-lstm", "--iterations", "100000", "--batch-size", "16", "--data-size", "100",
         "--checkpoint-every", "50", "--eval-every", "0", "--device", "cpu", "--seed", "3"]
 
@@ -88,14 +90,6 @@ def _children_of(parent: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
 def test_reproduce_seeds_children_stop_when_the_command_is_killed(tmp_path):
     # The children run in their own sessions (Ctrl-C reaches the command only); when the
@@ -114,12 +108,8 @@ def test_reproduce_seeds_children_stop_when_the_command_is_killed(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 90
-        while any(map(_alive, children)) and time.monotonic() < deadline:
+        while any(map(alive, children)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not any(map(_alive, children)), "a child kept running after its command was killed"
+        assert not any(map(alive, children)), "a child kept running after its command was killed"
     finally:
-        for pid in _children_of(proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_all(_children_of(proc.pid))
