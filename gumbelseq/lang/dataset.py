@@ -141,10 +141,12 @@ def _in_processes(
         _start_worker,
         (grammar, max_len, mode, ignore, os.getpid()),
     )
+    finished = False
     try:
         futures = [pool.submit(_worker_block, (seed, j, size)) for j, size in blocks]
         for f in futures:
             yield f.result()
+        finished = True
     except BrokenProcessPool:
         raise GumbelseqError(
             "the worker processes drawing the data stopped (killed, out of memory, or unable to start:"
@@ -152,8 +154,9 @@ def _in_processes(
         ) from None
     finally:
         # On an error or Ctrl-C, stop the workers now rather than after the blocks queued.
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
+        if not finished:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -226,7 +226,7 @@ def _build(pattern: str, alphabet: Iterable[str] | None) -> tuple[_Nfa, int]:
         parsed = _sre_parse.parse(pattern)
     except re.error as e:
         raise NotAnalysable(f"not a regular expression Python reads: {e}") from None
-    if parsed.state.flags & ~(re.UNICODE | getattr(re, "TEMPLATE", 0)):
+    if parsed.state.flags & ~re.UNICODE:
         raise NotAnalysable("inline flags")
     nfa = _Nfa(frozenset(alphabet) if alphabet is not None else None)
     match = nfa.add("m")
