@@ -168,7 +168,7 @@ def test_whenever_exact_counts_and_masks_equal_lark(tmp_path_factory, shape, x, 
 def test_generated_grammars_include_exact_ones_with_infinite_terminals(tmp_path):
     # The Hypothesis test above is not vacuous: the class admits many of its grammars.
     admitted = 0
-    for k, (shape, x, y) in enumerate(itertools.product(SHAPES, PATTERNS, PATTERNS)):
+    for k, (shape, x, y) in enumerate(itertools.product(SHAPES, PATTERNS, PATTERNS[::2])):
         text = f"start: {shape}\nX: {x}\nY: {y}\n"
         try:
             g = _grammar(tmp_path, text, f"g{k}")
