@@ -53,6 +53,20 @@ def test_random_spacing_is_drawn_from_each_block_generator_too():
     assert any(" " in s for s in serial[FIRST_BLOCK:])
 
 
+def test_without_process_support_the_blocks_are_drawn_here(monkeypatch):
+    # Some containers have no POSIX semaphores: the pool cannot be made, and the same strings
+    # are drawn in this process instead of failing.
+    import concurrent.futures
+
+    def refuse(*args, **kwargs):
+        raise OSError(38, "Function not implemented")
+
+    g = load_grammar(BY_NAME["calc"].path)
+    serial = draw_dataset(g, FIRST_BLOCK + 3, max_len=8, seed=1)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", refuse)
+    assert draw_dataset(g, FIRST_BLOCK + 3, max_len=8, seed=1, workers=4) == serial
+
+
 def test_later_blocks_are_uniform_too():
     # adjacent.lark: 110 strings of length <= 2 (the example), drawn from blocks >= 1.
     g = load_grammar(BY_NAME["adjacent"].path)

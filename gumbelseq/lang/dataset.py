@@ -67,13 +67,14 @@ def draw_dataset(
     # Built here even when workers draw: a grammar that cannot be drawn from fails here, with
     # its own message, rather than in a worker's start-up.
     lang = language if language is not None and language.max_len == max_len else Language(grammar, max_len)
-    if workers == 1 or len(blocks) == 1:
+    pool = None if workers == 1 or len(blocks) == 1 else _pool(grammar, max_len, mode, ignore, min(workers, len(blocks)))
+    if pool is None:
         sampler = Sampler(lang, mode, ignore)
         for j, size in blocks:
             out += _draw_block(sampler, seed, j, size)
         drawn, kept = sampler.drawn, sampler.kept
     else:
-        for lines, d, k in _in_processes(grammar, max_len, mode, ignore, seed, blocks, workers):
+        for lines, d, k in _in_processes(pool, seed, blocks):
             out += lines
             drawn += d
             kept += k
@@ -127,20 +128,24 @@ def _draw_block(sampler: Sampler, seed: int, j: int, size: int) -> list[str]:
     return out
 
 
-def _in_processes(
-    grammar: Grammar, max_len: int, mode: str, ignore: str, seed: int, blocks: list[tuple[int, int]], workers: int
-) -> Iterator[tuple[list[str], int, int]]:
-    """Each block's (strings, draws, kept), in block order, drawn by ``workers`` processes."""
+def _pool(grammar: Grammar, max_len: int, mode: str, ignore: str, workers: int):  # noqa: ANN202
+    """A pool of ``workers`` drawing processes, or None where this system cannot make one (no
+    POSIX semaphores, as in some containers): the blocks are then drawn here, the same strings."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        return ProcessPoolExecutor(
+            workers, multiprocessing.get_context("spawn"), _start_worker, (grammar, max_len, mode, ignore, os.getpid())
+        )
+    except (OSError, ImportError, NotImplementedError, ValueError):
+        return None
+
+
+def _in_processes(pool, seed: int, blocks: list[tuple[int, int]]) -> Iterator[tuple[list[str], int, int]]:  # noqa: ANN001
+    """Each block's (strings, draws, kept), in block order, drawn by the pool's processes."""
     from concurrent.futures.process import BrokenProcessPool
 
-    pool = ProcessPoolExecutor(
-        min(workers, len(blocks)),
-        multiprocessing.get_context("spawn"),
-        _start_worker,
-        (grammar, max_len, mode, ignore, os.getpid()),
-    )
     finished = False
     try:
         futures = [pool.submit(_worker_block, (seed, j, size)) for j, size in blocks]
