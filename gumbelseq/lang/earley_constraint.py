@@ -58,7 +58,7 @@ from lark.lexer import PatternRE, PatternStr
 from ..errors import UnsupportedGrammarError
 from .constraint import Constraint
 from .grammar import Grammar
-from .longest_match import NotAnalysable, dfa, short_match
+from .longest_match import NotAnalysable, dfa, short_match, what_re_takes
 
 _INF = float("inf")
 
@@ -143,11 +143,7 @@ def _terminal_pattern(term, alphabet: list[str]) -> str:  # noqa: ANN001
         except NotAnalysable as e:
             raise _Refuse(str(e)) from None
         if short is not None:
-            taken = re.match(pattern.value, short)
-            raise _Refuse(
-                f"a regex that Python's re cuts short: it takes {taken.group() if taken else ''!r} of {short!r},"
-                " not the longest match"
-            )
+            raise _Refuse(f"a regex that Python's re cuts short: {what_re_takes(pattern.value, short)}, not the longest match")
         return pattern.value
     raise _Refuse(f"a pattern of type {type(pattern).__name__}")  # pragma: no cover
 

@@ -132,7 +132,7 @@ except ImportError:  # pragma: no cover
 from ..errors import GumbelseqError
 from .first_token import FirstToken
 from .grammar import Grammar, display_name
-from .longest_match import NotAnalysable, ambiguous_match, short_match
+from .longest_match import NotAnalysable, ambiguous_match, short_match, what_re_takes
 from .regex import RegexLanguage
 
 #: Largest total number of terminal strings the pairwise check enumerates (json's STRING
@@ -472,11 +472,9 @@ def _not_longest_match(regexp: str) -> str | None:
             return None if twice is None else f"has a regular expression that matches {twice!r} in two ways"
     except NotAnalysable as e:
         return f"has {e}, beyond the analysis of Python's matching"
-    took = re.match(regexp, short)
-    taken = took.group() if took is not None else ""
     lazy = _has_lazy_repeat(_sre_parse.parse(regexp))
     how = "a lazy repeat stops as early as it can" if lazy else "Python's re takes the first alternative that matches"
-    return f"is a regex that Python's re cuts short: it takes {taken!r} of {short!r} ({how}, not the longest match)"
+    return f"is a regex that Python's re cuts short: {what_re_takes(regexp, short)} ({how}, not the longest match)"
 
 
 def _has_lazy_repeat(items) -> bool:  # noqa: ANN001 - sre_parse items

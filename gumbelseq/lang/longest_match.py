@@ -46,10 +46,12 @@ from typing import Iterable
 
 try:  # Python >= 3.11
     import re._parser as _sre_parse
+    from re._compiler import compile as _compile_parsed
 except ImportError:  # pragma: no cover
     import sre_parse as _sre_parse  # type: ignore[no-redef]
+    from sre_compile import compile as _compile_parsed  # type: ignore[no-redef]
 
-__all__ = ["NotAnalysable", "short_match", "ambiguous_match", "dfa", "MAX_STATES", "MAX_CONFIGS"]
+__all__ = ["NotAnalysable", "short_match", "what_re_takes", "ambiguous_match", "dfa", "MAX_STATES", "MAX_CONFIGS"]
 
 #: NFA states (after ``{m,n}`` is written out) and Pike VM configurations past which a pattern
 #: is not analysed. ``common.NUMBER`` needs 16 states and 12 configurations.
@@ -129,8 +131,8 @@ class _Nfa:
     def charset(self, op: str, av) -> object:  # noqa: ANN001
         if self.alphabet is not None:
             # Over a given alphabet any class can be read by asking re about each character.
-            pattern = _sre_parse.SubPattern(_sre_parse.State(), [(getattr(_sre_parse, op), av)])
-            return frozenset(c for c in self.alphabet if _one_char_matches(pattern, c))
+            item = _compile_parsed(_sre_parse.SubPattern(_sre_parse.State(), [(getattr(_sre_parse, op), av)]), 0)
+            return frozenset(c for c in self.alphabet if item.fullmatch(c))
         if op == "LITERAL":
             return [(av, av)]
         if op == "NOT_LITERAL":
@@ -259,6 +261,12 @@ def short_match(pattern: str, alphabet: Iterable[str] | None = None) -> str | No
     return None
 
 
+def what_re_takes(pattern: str, short: str) -> str:
+    """``short_match``'s witness in words: "it takes 'a' of 'ab'" (what ``re.match`` returns)."""
+    took = re.match(pattern, short)
+    return f"it takes {took.group() if took is not None else ''!r} of {short!r}"
+
+
 def dfa(pattern: str, alphabet: Iterable[str]) -> tuple[list[dict[str, int]], frozenset[int]]:
     """The pattern's DFA over ``alphabet`` by subset construction: ``step[q]`` maps a character
     to the next state (missing: no string continues so; dead states are not pruned), state 0 is
@@ -373,14 +381,6 @@ def _nullable(items) -> bool:  # noqa: ANN001
                 return False
         # anchors and look-arounds match empty: they keep the sequence nullable
     return True
-
-
-def _one_char_matches(pattern, c: str) -> bool:  # noqa: ANN001
-    try:  # Python >= 3.11
-        from re._compiler import compile as compile_parsed
-    except ImportError:  # pragma: no cover
-        from sre_compile import compile as compile_parsed  # type: ignore[no-redef]
-    return compile_parsed(pattern, 0).fullmatch(c) is not None
 
 
 def _union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
