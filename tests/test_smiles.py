@@ -91,3 +91,25 @@ def test_counting_and_drawing_at_moses_length(smiles):
     pcfg = draw_dataset(smiles, 50, max_len=57, seed=0, mode="pcfg")
     assert all(len(s) <= 57 and smiles.is_valid(s) for s in pcfg)
     assert elapsed < 60  # about a second on a 2-core machine; a regression would be minutes
+
+
+def test_parser_stack_holds_the_open_branches_not_the_chain(smiles):
+    """Lark's own LALR stack after each token of long molecules is bounded by how many branches
+    are open (and a bracket atom), not by how many atoms came before: the masks of constrained
+    sampling keep a state per distinct stack, so a grammar whose stack grew with the chain (a
+    right-recursive one) made nearly every prefix of a molecule a new state (3.4 million states
+    and 4.7 GB for 10,000 MOSES samples, against 166 thousand and 0.6 GB)."""
+    parser = smiles.parser
+    molecules = draw_dataset(smiles, 40, max_len=57, seed=3) + [
+        "C" * 57, "c1ccc(cc1)" * 5 + "C", "C(C)" * 14, "C1CCCCC1" * 7, "[13CH2]" * 8, "C=1CC1" * 9,
+    ]
+    worst = 0
+    for text in molecules:
+        interactive = parser.parse_interactive(text)
+        depth = nesting = 0
+        for token in interactive.iter_parse():
+            nesting += (token.value == "(") - (token.value == ")")
+            depth = len(interactive.parser_state.state_stack)
+            worst = max(worst, depth - 3 * nesting)
+        interactive.feed_eof()
+    assert worst <= 12, worst  # the chain's grammar: 9; right-recursive after each atom: 57

@@ -58,23 +58,22 @@ class MaskTable:
         new = [s for s in torch.unique(states).tolist() if s not in self._filled]
         if not new:
             return
-        # Rows are built on the CPU and copied once: per-element writes to a GPU tensor are slow.
-        rows_a = torch.zeros((len(new), self.allowed.shape[1]), dtype=torch.bool)
-        rows_n = torch.zeros((len(new), self.allowed.shape[1]), dtype=torch.long)
-        for k, s in enumerate(new):
+        # Rows are built as lists and copied once: per-element writes to a tensor cost
+        # microseconds each (and a GPU tensor far more), and a long run meets many states.
+        size = self.allowed.shape[1]
+        rows_n = [[-1] * size for _ in new]  # -1: not allowed
+        for row, s in zip(rows_n, new):
             sid = s - 1
             for c in self.constraint.allowed(sid):
-                i = self._ids[c]
-                rows_a[k, i] = True
-                rows_n[k, i] = self.constraint.next(sid, c) + 1
+                row[self._ids[c]] = self.constraint.next(sid, c) + 1
             if self.constraint.can_end(sid):
-                rows_a[k, PAD_ID] = True
-                rows_n[k, PAD_ID] = _DONE
-            if not rows_a[k].any():  # pragma: no cover - the engine never builds such a state
+                row[PAD_ID] = _DONE
+            if max(row) < 0:  # pragma: no cover - the engine never builds such a state
                 raise AssertionError(f"constraint state {sid} has no continuation")
-        index = torch.tensor(new, dtype=torch.long)
-        self.allowed[index.to(self.device)] = rows_a.to(self.device)
-        self.next[index.to(self.device)] = rows_n.to(self.device)
+        nxt = torch.tensor(rows_n, dtype=torch.long)
+        index = torch.tensor(new, dtype=torch.long).to(self.device)
+        self.allowed[index] = (nxt >= 0).to(self.device)
+        self.next[index] = nxt.clamp(min=0).to(self.device)
         self._filled.update(new)
         self.filled[index.to(self.device)] = True
 
