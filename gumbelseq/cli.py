@@ -6,8 +6,11 @@ to stderr. Domain errors (``GumbelseqError``) become one-line click errors here 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
+import os
 import sys
 from typing import Any, Callable
 
@@ -80,7 +83,31 @@ def _check_column(column: str | None, *paths: str | None) -> None:
         raise InputFileError("--column applies to .csv inputs (and .csv.gz) only; none was given")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Errors writing the results to stdout that are the output's fault, not the program's (a
+#: closed pipe, EPIPE, is click's to handle: a silent exit).
+_STDOUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+
+
+class _Main(click.Group):
+    """The command group, which also turns a failed write to stdout into one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            result = super().invoke(ctx)
+            if sys.stdout is not None and not sys.stdout.closed:
+                sys.stdout.flush()  # here, not at exit, so that a full device is reported
+            return result
+        except OSError as e:
+            if e.errno not in _STDOUT_ERRNOS or e.filename is not None:
+                raise
+            # Buffered results would fail again when Python flushes stdout at exit.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            raise click.ClickException(f"-: cannot write the results to standard output: {e.strerror}") from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gumbelseq")
 def main() -> None:
     """Generative models of grammar-constrained discrete sequences."""

@@ -211,14 +211,16 @@ def open_output(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         f.flush()
         return
     if plan.kind == DIRECT:
-        with _open_direct(plan, mode, enc) as f:
-            try:
+        # The try covers the close too: a write that fits the buffer fails only there (a full
+        # device, a quota).
+        try:
+            with _open_direct(plan, mode, enc) as f:
                 yield f
                 f.flush()
-            except OSError as e:
-                if e.errno in _WRITE_ERRNOS:
-                    raise _fail(plan.path, e.strerror or str(e)) from None
-                raise
+        except OSError as e:
+            if e.errno in _WRITE_ERRNOS:
+                raise _fail(plan.path, e.strerror or str(e)) from None
+            raise
         return
     with _replace(plan, mode, enc) as f:
         yield f

@@ -281,3 +281,36 @@ def test_the_tools_own_files_get_the_mode_a_plain_open_gives(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == stat.S_IMODE((tmp_path / "plain.md").stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def _with_file_size_limit(limit):
+    import resource
+
+    # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG, as on a full device.
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _run_into_full_file(tmp_path, *args):
+    out = tmp_path / "results.txt"
+    with open(out, "w") as f:
+        r = subprocess.run([sys.executable, "-m", "gumbelseq", *args], cwd=tmp_path, stdout=f, stderr=subprocess.PIPE,
+                           text=True, timeout=120, preexec_fn=_with_file_size_limit(0))
+    return r
+
+
+@pytest.mark.parametrize("args", [("grammars",), ("grammars", "--json"), ("data", "-n", "500"),
+                                  ("score", "s.txt"), ("score", "s.txt", "--json")])
+def test_cli_results_that_stdout_cannot_take_are_one_line(tmp_path, args):
+    (tmp_path / "s.txt").write_text("1+1\n" * 50)
+    r = _run_into_full_file(tmp_path, *args)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+    assert r.stderr.splitlines() == ["Error: -: cannot write the results to standard output: File too large"]
+
+
+def test_cli_output_to_dev_stdout_that_cannot_take_it_is_one_line(tmp_path):
+    # Written through the descriptor (not replaced): a small write fails only when it is closed.
+    r = _run_into_full_file(tmp_path, "data", "-n", "500", "-o", "/dev/stdout")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.splitlines() == ["Error: /dev/stdout: File too large"]
