@@ -72,6 +72,9 @@ class Validator:
     description: str
     canonical: Callable[[list[str]], list[str | None]]
     check: Callable[[], None]
+    #: Longest string ``canonical`` is given; a longer line is a one-line error naming it (for a
+    #: library that crashes the process, or takes hours, past some length).
+    max_length: int | None = None
 
 
 @dataclass
@@ -147,12 +150,21 @@ def validate_distinct(
     reference: dict[str, list[int]] | None = None,
     reference_name: str | None = None,
     workers: int | None = None,
+    source: str = "samples",
 ) -> ValidatorReport:
     """Validity, uniqueness and novelty under ``validator`` of samples already reduced to
     ``{sample: [count, first line]}`` (what ``gumbelseq.lang.score.read_distinct`` gives);
     each distinct sample is canonicalised once."""
     rep = ValidatorReport(validator=validator.name, reference=reference_name)
     strings = list(distinct)
+    if validator.max_length is not None:
+        too_long = [s for s in strings if len(s) > validator.max_length]
+        if too_long:
+            s = min(too_long, key=lambda s: distinct[s][1])
+            raise ValidatorError(
+                f"{source}:{distinct[s][1]}: a line of {len(s):,} characters; the {validator.name} validator"
+                f" reads lines of at most {validator.max_length:,}"
+            )
     forms = canonical_forms(validator, strings, workers)
     canon: set[str] = set()
     for s, form in zip(strings, forms):
@@ -193,4 +205,4 @@ def score_file_validated(
     distinct = read_distinct(path, column)
     rep = score_distinct(distinct, grammar, source=path, reference=ref, reference_name=reference,
                          max_len=max_len, show_invalid=show_invalid)
-    return rep, [validate_distinct(v, distinct, reference=ref, reference_name=reference) for v in checked]
+    return rep, [validate_distinct(v, distinct, reference=ref, reference_name=reference, source=path) for v in checked]

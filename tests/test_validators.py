@@ -108,3 +108,32 @@ def test_rdkit_counts_a_string_with_whitespace_invalid():
     forms = gumbelseq_rdkit.canonical_smiles(["CCO junk", "C\tC", " CCO", "CCO", "OCC"])
     ethanol = Chem.MolToSmiles(Chem.MolFromSmiles("CCO"))
     assert forms == [None, None, None, ethanol, ethanol]
+
+
+def test_a_line_past_the_validators_bound_is_one_line_naming_it():
+    short = Validator("toy", "", lower_or_none, lambda: None, max_length=3)
+    distinct = {"ab": [2, 1], "abcdef": [1, 4], "abcde": [1, 2]}
+    with pytest.raises(ValidatorError, match=r"^f\.txt:2: a line of 5 characters; the toy validator reads lines of at most 3$"):
+        validate_distinct(short, distinct, source="f.txt")
+    assert validate_distinct(short, {"ab": [2, 1], "abc": [1, 2]}).valid == 3
+
+
+def test_rdkit_takes_its_longest_line_and_refuses_a_longer_one_without_crashing(tmp_path):
+    # RDKit overflows its stack on a 20,000-atom chain (a segmentation fault, not an exception);
+    # 10,000 atoms (the bound, and gumbelseq's longest --max-len) take about 2 s.
+    pytest.importorskip("rdkit")
+    from gumbelseq_rdkit import MAX_LENGTH
+
+    ok, bad = tmp_path / "ok.txt", tmp_path / "bad.txt"
+    ok.write_text("CCO\n" + "C" * MAX_LENGTH + "\n")
+    bad.write_text("CCO\nCCN\n" + "C" * 20_000 + "\n")
+    run = lambda f: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "gumbelseq", "score", str(f), "-g", "smiles", "--validator", "rdkit", "--json"],
+        capture_output=True, text=True, timeout=300)
+    r = run(ok)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["validators"]["rdkit"]["valid"] == 2
+    r = run(bad)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == (f"Error: {bad}:3: a line of 20,000 characters; the rdkit validator reads lines"
+                                " of at most 10,000")

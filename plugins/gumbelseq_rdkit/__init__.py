@@ -9,6 +9,11 @@ silenced, since an invalid sample is a count in the report, not a message.
 One departure: a string holding whitespace is invalid. ``MolFromSmiles`` reads ``"CCO junk"``
 as ethanol named "junk" (a SMILES file's name column), which would count a sample with a
 garbage tail as a valid molecule; MOSES's models never write spaces, so its figures are unaffected.
+
+Lines longer than ``MAX_LENGTH`` characters are refused (one error naming the line): RDKit
+recurses once per atom of a chain, so ``C`` written 20,000 times overflows an 8 MB stack and
+kills the process, and its time grows faster than the length (10,000: 2 s; 20,000 with a larger
+stack: 7 s). 10,000 is gumbelseq's own bound on ``--max-len``, so no model's sample is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Callable
 from gumbelseq.validators import Validator, ValidatorError, hookimpl
 
 INSTALL_HINT = "pip install -e '.[chem]' (or pip install rdkit)"
+#: Checked safe at 10,000 characters under the default 8 MB stack: chains, rings, nested branches.
+MAX_LENGTH = 10_000
 
 
 def _chem():
@@ -53,6 +60,7 @@ VALIDATOR = Validator(
     description="SMILES that RDKit reads as a molecule (MOSES validity); canonical form: RDKit canonical SMILES",
     canonical=canonical_smiles,
     check=check,
+    max_length=MAX_LENGTH,
 )
 
 
