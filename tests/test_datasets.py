@@ -237,3 +237,47 @@ def test_fetch_and_score_never_import_torch(wheel):
     ) % str(wheel)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("bad", ["not a zip", "corrupt csv"])
+def test_a_bad_wheel_leaves_a_complete_cache_as_it_was(wheel, tmp_path, bad):
+    folder = fetch_dataset("moses", wheel=wheel)
+    before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in folder.iterdir()}
+    other = tmp_path / "other.whl"
+    if bad == "not a zip":
+        other.write_bytes(b"not a zip")
+    else:  # a readable wheel whose second file is corrupt: the first was already read
+        make_wheel(other, members={"moses/dataset/data/train.csv.gz": _csv_gz(["CCCC"]),
+                                   "moses/dataset/data/test.csv.gz": b"not gzip"})
+    with pytest.raises(DatasetError):
+        fetch_dataset("moses", wheel=other)
+    assert {p.name: (p.stat().st_ino, p.read_bytes()) for p in folder.iterdir()} == before
+    assert dataset_status("moses").present
+
+
+def test_a_wheel_that_is_not_a_file_is_refused_whatever_the_cache(wheel, tmp_path):
+    for _ in range(2):  # an empty cache, then a complete one
+        with pytest.raises(DatasetError, match=r"nope\.whl: no such wheel file$"):
+            fetch_dataset("moses", wheel=tmp_path / "nope.whl")
+        with pytest.raises(DatasetError, match=r": is a folder, not a wheel file$"):
+            fetch_dataset("moses", wheel=tmp_path)
+        fetch_dataset("moses", wheel=wheel)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["files"]["train.txt"].pop("lines"),
+    lambda m: m["files"].clear(),
+    lambda m: m["files"].pop("test.txt"),
+    lambda m: m["files"]["train.txt"].update(lines="many"),
+])
+def test_a_manifest_missing_a_file_or_a_count_is_not_complete(wheel, edit):
+    folder = fetch_dataset("moses", wheel=wheel)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert not dataset_status("moses").present
+    r = CliRunner().invoke(main, ["datasets", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["present"] is False
+    fetch_dataset("moses", wheel=wheel)  # fetched again
+    assert dataset_status("moses").lines == {"train.txt": 4, "test.txt": 2}
