@@ -197,9 +197,10 @@ def score_file_validated(
 
     Every validator is checked usable before any file is read (a missing library is one line,
     not a failure after minutes of reading), and the file is read once for all of them."""
-    from .lang.score import read_distinct, score_distinct
+    from .lang.score import check_two_inputs, read_distinct, score_distinct
 
     checked = [get_validator(name) for name in validator_names]
+    check_two_inputs(path, reference)
     # score_file's own steps, keeping the distinct samples for the validators.
     ref = read_distinct(reference, column) if reference is not None else None
     distinct = read_distinct(path, column)

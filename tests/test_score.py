@@ -1,3 +1,4 @@
+import os
 import io
 import json
 import random
@@ -149,3 +150,22 @@ def test_earley_grammar_does_not_parse_overlong_lines(tmp_path):
     assert time.perf_counter() - t < 15
     assert rep.total == 3 and rep.valid == 1 and rep.invalid_examples == []
     assert any("2 samples (1 distinct)" in n and str(EARLEY_MAX_LEN) in n for n in rep.notes)
+
+
+def test_samples_and_reference_from_one_stream_are_refused(tmp_path):
+    # The reference is read first and would take the whole stream: the samples would be none.
+    from click.testing import CliRunner
+
+    from gumbelseq.cli import main
+
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    cases = [(["-", "--reference", "-"], "-"), (["-", "--reference", "/dev/stdin"], "/dev/stdin"),
+             ([str(fifo), "--reference", str(fifo)], str(fifo))]
+    for args, named in cases:
+        for extra in ([], ["--validator", "rdkit"]):
+            r = CliRunner().invoke(main, ["score", *args, "-g", "smiles", *extra], input="CCO\nCCN\n")
+            assert r.exit_code == 1
+            assert r.output.strip() == f"Error: {named}: the samples and --reference are the same stream; read one of them from a file"
+    r = CliRunner().invoke(main, ["score", "-", "--reference", str(tmp_path / "ref.txt"), "-g", "smiles"], input="CCO\n")
+    assert "same stream" not in r.output

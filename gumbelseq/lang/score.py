@@ -9,13 +9,15 @@ many repeats).
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from ..errors import GumbelseqError
+from ..errors import GumbelseqError, InputFileError
 from .grammar import Grammar
 from ..inputs import CSV, decode_line, input_format, iter_samples, open_lines, strip_sample
 from .language import COUNT_MAX_LEN, Language
@@ -245,6 +247,25 @@ def _tv(p: dict, p_total: int, q: dict, q_total: int) -> float:
     return 0.5 * sum(abs(p.get(k, 0) / p_total - q.get(k, 0) / q_total) for k in keys)
 
 
+_STDIN_NAMES = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
+
+
+def check_two_inputs(path: str | Path, reference: str | Path | None) -> None:
+    """Samples and reference cannot both be one stream: the reference, read first, would take
+    all of it and the samples would be scored as none."""
+    if reference is None:
+        return
+    a, b = str(path), str(reference)
+    same = a in _STDIN_NAMES and b in _STDIN_NAMES
+    if not same:
+        try:
+            same = stat.S_ISFIFO(os.stat(a).st_mode) and os.path.samefile(a, b)
+        except OSError:
+            same = False
+    if same:
+        raise InputFileError(f"{b}: the samples and --reference are the same stream; read one of them from a file")
+
+
 def score_file(
     path: str | Path,
     grammar: Grammar,
@@ -257,6 +278,7 @@ def score_file(
     """Score the samples in ``path`` (``-`` for stdin), one per line, trailing spaces removed;
     ``.csv`` and ``.gz`` files (``path`` and ``reference``) as ``gumbelseq.inputs`` reads them,
     ``column`` naming the CSV column of both."""
+    check_two_inputs(path, reference)
     ref = read_distinct(reference, column) if reference is not None else None
     distinct = read_distinct(path, column)
     return score_distinct(
