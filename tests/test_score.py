@@ -1,6 +1,6 @@
-import os
 import io
 import json
+import os
 import random
 import re
 import subprocess
