@@ -24,7 +24,7 @@ import io
 import sys
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
 from .errors import InputFileError, first_line
 
@@ -80,13 +80,30 @@ def read_text(path: str | Path, what: str = "file") -> str:
         raise InputFileError(f"{path}:{line}:{column}: not valid UTF-8") from None
 
 
-def read_lines(path: str | Path, what: str = "file", column: str | None = None) -> list[str]:
+class Samples(list):
+    """A list of samples that knows each one's line in its file (a CSV file's header and blank
+    lines, and its quoted line breaks, make the two differ), so that a message about the i-th
+    sample can name its line."""
+
+    lines: list[int] | None = None  # None: sample i is on line i + 1
+
+
+def line_of(samples: Sequence[str], i: int) -> int:
+    """The file line of ``samples[i]`` (1-based): from ``Samples.lines``, else ``i + 1``."""
+    lines = getattr(samples, "lines", None)
+    return i + 1 if lines is None else lines[i]
+
+
+def read_lines(path: str | Path, what: str = "file", column: str | None = None) -> Samples:
     """All samples of a file, in order, padding removed: one per line, or, for a ``.csv`` or
     ``.gz`` name, as ``iter_samples`` reads them (``column`` picks a CSV file's column)."""
     if input_format(path) != (TEXT, False):
-        return [s for _, s in iter_samples(path, what, column)]
+        numbered = list(iter_samples(path, what, column))
+        out = Samples(s for _, s in numbered)
+        out.lines = [i for i, _ in numbered]
+        return out
     with open_binary(path, what) as f:
-        return [decode_line(raw, str(path), i) for i, raw in enumerate(f, 1)]
+        return Samples(decode_line(raw, str(path), i) for i, raw in enumerate(f, 1))
 
 
 # -- formats of sample files: plain lines, CSV, gzip ---------------------------------------------

@@ -109,11 +109,33 @@ def test_mask_option_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "r2").exists()
 
 
-def test_training_data_outside_the_grammar_is_one_line(tmp_path):
+def test_training_data_outside_the_grammar_is_one_line_naming_the_first_such_line(tmp_path):
+    # Line 2 fails at its last character (no room left to finish), line 3 at its first: line 2
+    # is named.
     with pytest.raises(GumbelseqError) as info:
-        start_training(grammar="arith", backend="mle-lstm", out_dir=tmp_path / "r", data=["x+x", "x++x"],
+        start_training(grammar="arith", backend="mle-lstm", out_dir=tmp_path / "r", data=["x+x", "x+x+", "+x"],
                        options={"mask": "grammar", "iterations": 2}, device="cpu")
-    assert "line 2" in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value) == ("data:2:4: the string has '+' where the grammar allows no such thing within the length"
+                               " bound, so it cannot be trained with grammar masks")
+    assert not (tmp_path / "r").exists()
+
+
+def test_masked_training_data_errors_name_the_line_of_the_users_file(tmp_path):
+    from click.testing import CliRunner
+
+    from gumbelseq.cli import main
+
+    data = tmp_path / "d.csv"
+    data.write_text("s\n\nx+x\n\n\"x*x\"\nx+-x\n+x\n")  # header, blank lines, a quoted field
+    r = CliRunner().invoke(main, ["train", "--data", str(data), "--backend", "mle-lstm", "-o", "mask=grammar",
+                                  "--iterations", "2", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 1
+    assert r.output.strip() == (f"Error: {data}:6:3: the string has '-' where the grammar allows no such thing within"
+                                " the length bound, so it cannot be trained with grammar masks")
+    assert not (tmp_path / "r").exists()
+    r = CliRunner().invoke(main, ["train", "--data", str(data), "--backend", "mle-lstm", "--max-len", "2",
+                                  "--iterations", "2", "--out", str(tmp_path / "r")])
+    assert r.output.strip() == f"Error: {data}:3: a string of length 4, more than --max-len 2"
 
 
 def test_real_vectors_are_noised_inside_the_masks_too():

@@ -169,3 +169,15 @@ def test_samples_and_reference_from_one_stream_are_refused(tmp_path):
             assert r.output.strip() == f"Error: {named}: the samples and --reference are the same stream; read one of them from a file"
     r = CliRunner().invoke(main, ["score", "-", "--reference", str(tmp_path / "ref.txt"), "-g", "smiles"], input="CCO\n")
     assert "same stream" not in r.output
+
+
+@given(st.dictionaries(st.integers(0, 30), st.integers(1, 50), min_size=1),
+       st.dictionaries(st.integers(0, 30), st.integers(1, 50), min_size=1))
+def test_total_variation_is_the_exact_rational_rounded_once(p, q):
+    from fractions import Fraction
+
+    from gumbelseq.lang.score import _tv
+
+    P, Q = sum(p.values()), sum(q.values())
+    exact = sum(abs(Fraction(p.get(k, 0), P) - Fraction(q.get(k, 0), Q)) for k in set(p) | set(q)) / 2
+    assert _tv(p, P, q, Q) == float(exact)  # disjoint supports: exactly 1.0, not 0.99999...

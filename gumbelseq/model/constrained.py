@@ -23,6 +23,18 @@ from .vocab import PAD_ID, Vocabulary
 _DONE = 0  # the state after the pad: only the pad again
 
 
+class MaskedDataError(InputFileError):
+    """A training string the grammar's masks do not allow: ``row`` (0-based), ``column`` (1-based)."""
+
+    def __init__(self, row: int, column: int, what: str) -> None:
+        self.row, self.column = row, column
+        self.reason = (
+            f"the string {what} where the grammar allows no such thing within the length bound, so it"
+            " cannot be trained with grammar masks"
+        )
+        super().__init__(f"training data line {row + 1}, column {column}: {self.reason}")
+
+
 class MaskTable:
     """Per constraint state, the allowed ids and the next states, as tensors on ``device``.
 
@@ -93,24 +105,29 @@ class MaskTable:
 
     def states_of(self, ids: torch.Tensor) -> torch.Tensor:
         """For rows of ids ``[N, T]`` (padded strings), the state before each position
-        ``[N, T]``; a row the grammar does not allow is a one-line error naming it."""
+        ``[N, T]``; the first row (in order) the grammar does not allow is a ``MaskedDataError``."""
         n, steps = ids.shape
         out = torch.empty((n, steps), dtype=torch.long, device=self.device)
         state = torch.full((n,), self.start, dtype=torch.long, device=self.device)
+        # Columns are walked for all rows at once, so a row that fails is parked in the state
+        # after the end (a pad keeps it there) and the first failing row is found at the end.
+        failed_at = torch.full((n,), steps, dtype=torch.long, device=self.device)
         for t in range(steps):
             self.fill(state)
             out[:, t] = state
             col = ids[:, t]
             ok = self.allowed[state, col]
             if not bool(ok.all()):
-                row = int((~ok).nonzero()[0, 0])
-                what = "ends" if int(col[row]) == PAD_ID else f"has {self.vocab.chars[int(col[row]) - 1]!r}"
-                raise InputFileError(
-                    f"training data line {row + 1}: the string {what} at column {t + 1}, where the"
-                    " grammar allows no such thing within the length bound, so it cannot be"
-                    " trained with grammar masks"
-                )
+                bad = ~ok & (failed_at == steps)
+                failed_at[bad] = t
+                col = col.masked_fill(~ok, PAD_ID)
+                state = state.masked_fill(~ok, _DONE)
             state = self.next[state, col]
+        if bool((failed_at < steps).any()):
+            row = int((failed_at < steps).nonzero()[0, 0])
+            t = int(failed_at[row])
+            c = int(ids[row, t])
+            raise MaskedDataError(row, t + 1, "ends" if c == PAD_ID else f"has {self.vocab.chars[c - 1]!r}")
         return out
 
 

@@ -16,9 +16,9 @@ class RichProgress(Callback):
     (refreshed a few times a second), and the validity of a small sample batch at every
     evaluation."""
 
-    def __init__(self, console: Console | None = None, label: str = "train") -> None:
+    def __init__(self, console: Console | None = None, label: str | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.label = label
+        self.label = label  # None: the backend's name
         self.progress: Progress | None = None
         self.task = None
         self.validity = "-"
@@ -26,10 +26,12 @@ class RichProgress(Callback):
 
     def on_backend(self, backend: Backend) -> None:
         self.shown = backend.progress_metrics
+        if self.label is None:
+            self.label = backend.name
 
     def on_start(self, run_dir: Path, total: int, start: int, config: TrainConfig) -> None:
         self.progress = Progress(
-            TextColumn(f"[bold]{self.label}[/]"),
+            TextColumn(f"[bold]{self.label or 'train'}[/]"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
@@ -39,7 +41,7 @@ class RichProgress(Callback):
             transient=False,
         )
         self.progress.start()
-        self.task = self.progress.add_task(self.label, total=total, completed=start, stats="")
+        self.task = self.progress.add_task(self.label or "train", total=total, completed=start, stats="")
         # Printed here, once the run is loaded, so that a run that fails to start prints
         # nothing but its one error line.
         if start:

@@ -22,15 +22,15 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..errors import GumbelseqError, OptionError, RunError, first_line
-from ..inputs import read_lines
+from ..errors import GumbelseqError, InputFileError, OptionError, RunError, first_line
+from ..inputs import line_of, read_lines
 from ..lang.masks import grammar_masks
 from ..lang.dataset import draw_dataset
 from ..lang.grammar import Grammar, load_grammar
 from ..outputs import write_lines, write_text_atomic
 from . import rundir
 from .backend import Backend, Trainer
-from .constrained import MaskTable, StepMask
+from .constrained import MaskedDataError, MaskTable, StepMask
 from .memory import OutOfMemory, check_fits, is_oom
 from .options import options_to_dict
 from .registry import get_registry
@@ -100,7 +100,7 @@ def check_data(strings: Sequence[str], source: str) -> None:
     if longest == 0:
         raise GumbelseqError(f"{source}: every training string is empty")
     if longest > rundir.MAX_LEN_LIMIT:
-        line = next(i for i, s in enumerate(strings, 1) if len(s) == longest)
+        line = line_of(strings, next(i for i, s in enumerate(strings) if len(s) == longest))
         raise GumbelseqError(
             f"{source}:{line}: a string of length {longest}; training sequences are limited to {rundir.MAX_LEN_LIMIT} characters"
         )
@@ -159,14 +159,15 @@ def start_training(
         data_source = data_source or f"grammar {g.name}"
         check_data(data, data_source)
     else:
-        data = list(data)
+        data = data if isinstance(data, list) else list(data)  # a Samples list keeps its lines
         data_source = data_source or "data"
         check_data(data, data_source)
         longest = max(len(s) for s in data)
         if max_len is None:
             max_len = longest
         elif longest > max_len:
-            raise GumbelseqError(f"{data_source}: a string has length {longest}, more than --max-len {max_len}")
+            line = line_of(data, next(i for i, s in enumerate(data) if len(s) > max_len))
+            raise GumbelseqError(f"{data_source}:{line}: a string of length {longest}, more than --max-len {max_len}")
     vocab = Vocabulary.from_strings(data)
     if masked_training(resolved):
         _check_masked_training(be, g, vocab, max_len)  # before anything is written
@@ -193,7 +194,10 @@ def start_training(
         write_lines(path / DATA, data)
         write_text_atomic(path / GRAMMAR, g.text)
         rundir.write_config(path, cfg)  # last: a folder with config.json is a complete run
-        result = _train_locked(path, be, g, cfg, dev, callbacks, stop_after, plugins_dir)
+        try:
+            result = _train_locked(path, be, g, cfg, dev, callbacks, stop_after, plugins_dir)
+        except MaskedDataError as e:  # name the line of the user's file, not of the run's copy
+            raise InputFileError(f"{data_source}:{line_of(data, e.row)}:{e.column}: {e.reason}") from None
     except BaseException:
         if not (path / CHECKPOINT).exists():
             rundir.discard_new_dir(path, created)
