@@ -22,6 +22,7 @@ from . import __version__
 from .cpus import usable_cpus
 from .errors import GumbelseqError, InputFileError
 from .lang.grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
+from .model.rundir import MAX_LEN_LIMIT  # torch-free
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # a notice stays one line
@@ -341,7 +342,7 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
 @click.option("--data", type=str, default=None, help="Training strings, one per line, or a .csv/.gz file [default: draw the paper's set from the grammar].")
 @column_option
 @click.option("--data-size", type=click.IntRange(min=1), default=5000, show_default=True, help="Strings to draw when --data is not given.")
-@click.option("--max-len", type=click.IntRange(min=1), default=None, help="Sequence length [default: 12, or the longest --data string].")
+@click.option("--max-len", type=click.IntRange(1, MAX_LEN_LIMIT), default=None, help="Sequence length [default: 12, or the longest --data string].")
 @click.option("--backend", "-b", default=None, help="See `gumbelseq backends` [default: the backend registered as the default, marked there].")
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Training iterations [default: the backend's/preset's].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Minibatch size [default: the backend's].")

@@ -15,7 +15,7 @@ from torch.autograd import gradcheck
 import gumbelseq_gan
 import gumbelseq_mle
 from gumbelseq.cli import main
-from gumbelseq.errors import InputFileError, OptionError
+from gumbelseq.errors import GumbelseqError, InputFileError, OptionError
 from gumbelseq.lang.grammar import load_grammar
 from gumbelseq.model import memory
 from gumbelseq.model.lstm import FeedbackLSTM
@@ -316,6 +316,7 @@ def test_train_refuses_what_does_not_fit_in_one_line_before_writing(tmp_path, mo
     assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in r.output
     # the estimate and the limit, for the data's length and vocabulary
     assert "needs about" in lines[0] and "0.0 GiB free" in lines[0] and "length 57, vocabulary 2" in lines[0]
+    assert "options hidden=1024)" in lines[0]  # what the user set is named: often the cause
 
 
 def test_resume_refuses_what_no_longer_fits(tmp_path, monkeypatch) -> None:
@@ -359,3 +360,16 @@ def test_v2_trains_inside_the_grammar_masks(tmp_path) -> None:
                    device="cpu", eval_every=0, final_samples=30)
     samples = (tmp_path / "m" / "samples.txt").read_text().splitlines()
     assert len(samples) == 30 and all(map(g.is_valid, samples))
+
+
+def test_max_len_past_the_limit_is_named_as_such_before_any_estimate(tmp_path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("CC\n")
+    r = CliRunner().invoke(main, ["train", "--grammar", "smiles", "--data", str(data), "--max-len", "20000",
+                                  "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "'--max-len': 20000 is not in the range 1<=x<=10000" in r.output
+    for kw in ({"data": ["CC"]}, {}):
+        with pytest.raises(GumbelseqError, match=r"^max_len must be in \[1, 10000\], got 20000$"):
+            start_training(grammar="smiles", backend="mle-lstm", out_dir=tmp_path / "r", max_len=20000,
+                           device="cpu", **kw)
+    assert not (tmp_path / "r").exists()

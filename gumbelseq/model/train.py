@@ -151,10 +151,10 @@ def start_training(
     if remember:
         rundir.check_home()
     resolved = be.make_options(options)
+    if max_len is not None and not 1 <= max_len <= rundir.MAX_LEN_LIMIT:
+        raise GumbelseqError(f"max_len must be in [1, {rundir.MAX_LEN_LIMIT}], got {max_len}")
     if data is None:
         max_len = DEFAULT_MAX_LEN if max_len is None else max_len
-        if not 1 <= max_len <= rundir.MAX_LEN_LIMIT:
-            raise GumbelseqError(f"max_len must be in [1, {rundir.MAX_LEN_LIMIT}], got {max_len}")
         data = draw_dataset(g, n_data, max_len=max_len, seed=seed)
         data_source = data_source or f"grammar {g.name}"
         check_data(data, data_source)
@@ -171,7 +171,7 @@ def start_training(
     vocab = Vocabulary.from_strings(data)
     if masked_training(resolved):
         _check_masked_training(be, g, vocab, max_len)  # before anything is written
-    check_memory(be, resolved, vocab.size, max_len, len(data), dev)
+    check_memory(be, resolved, vocab.size, max_len, len(data), dev, given=dict(options or {}))
     cfg = TrainConfig(
         backend=be.name,
         options=options_to_dict(resolved),
@@ -236,15 +236,21 @@ def resume_training(
 
 
 def check_memory(
-    backend: Backend, options: Any, vocab_size: int, max_len: int, n_data: int, device: torch.device
+    backend: Backend, options: Any, vocab_size: int, max_len: int, n_data: int, device: torch.device,
+    given: dict[str, Any] | None = None,
 ) -> None:
     """Refuse, in one line naming the estimate and the free memory, a run whose backend's
     estimate for these options, this vocabulary and this length, plus the encoded training set,
-    exceeds what ``device`` has free (``memory.OutOfMemory``)."""
+    exceeds what ``device`` has free (``memory.OutOfMemory``). ``given``: the options the user
+    set, named in the message (the cause is often one of them)."""
     estimate = backend.memory_estimate(options, vocab_size=vocab_size, max_len=max_len)
     if estimate is not None:
         estimate += 8 * n_data * max_len  # the encoded training set (int64 ids)
-    check_fits(estimate, device, f"training {backend.name} (batch {options.batch_size}, length {max_len}, vocabulary {vocab_size})")
+    what = f"batch {options.batch_size}, length {max_len}, vocabulary {vocab_size}"
+    named = [f"{k}={v}" for k, v in (given or {}).items() if k not in ("batch_size", "iterations")]
+    if named:
+        what += ", options " + " ".join(named)
+    check_fits(estimate, device, f"training {backend.name} ({what})")
 
 
 def masked_training(options: Any) -> bool:
