@@ -76,12 +76,12 @@ column_option = click.option(
 )
 
 
-def _check_column(column: str | None, *paths: str | None) -> None:
+def _check_column(column: str | None, *paths: str | None, flag: str = "--column") -> None:
     """``--column`` without a CSV input to apply it to is a mistake worth saying, not ignoring."""
     from .inputs import CSV, input_format
 
     if column is not None and not any(p is not None and input_format(p)[0] == CSV for p in paths):
-        raise InputFileError("--column applies to .csv inputs (and .csv.gz) only; none was given")
+        raise InputFileError(f"{flag} applies to .csv inputs (and .csv.gz) only; none was given")
 
 
 #: Errors writing the results to stdout that are the output's fault, not the program's (a
@@ -176,19 +176,22 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
 @click.option("--start", default="start", show_default=True, help="The grammar's start rule: a line is valid when Lark parses it from this rule.")
 @click.option("--reference", type=str, default=None, help="Training data file: enables novelty and distances.")
 @column_option
+@click.option("--reference-column", default=None, metavar="NAME",
+              help="For a .csv --reference: its column, where it differs from FILE's [default: --column's].")
 @click.option("--max-len", type=click.IntRange(min=0), default=None, help="Length bound for coverage [default: the longest valid sample].")
 @click.option("--show-invalid", type=click.IntRange(min=0), default=5, show_default=True, help="How many invalid samples to show.")
 @click.option("--validator", "validator_names", multiple=True, metavar="NAME", help="Also report validity, uniqueness and novelty under a validator plugin (rdkit: pip install -e '.[chem]'); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @domain_errors
-def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], as_json: bool) -> None:
+def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, reference_column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], as_json: bool) -> None:
     """Score a sample file (one sample per line; FILE may be - for stdin; .csv and .gz files too)."""
     from .validators import score_file_validated
 
     _check_column(column, file, reference)
+    _check_column(reference_column, reference, flag="--reference-column")
     g = load_grammar(grammar, start=start, on_notice=_notice)
     rep, extra = score_file_validated(file, g, validator_names, reference=reference, column=column,
-                                      max_len=max_len, show_invalid=show_invalid)
+                                      reference_column=reference_column, max_len=max_len, show_invalid=show_invalid)
     if as_json:
         obj = rep.to_dict()
         if extra:

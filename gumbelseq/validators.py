@@ -190,6 +190,7 @@ def score_file_validated(
     *,
     reference: str | None = None,
     column: str | None = None,
+    reference_column: str | None = None,
     max_len: int | None = None,
     show_invalid: int = 5,
 ) -> "tuple[Report, list[ValidatorReport]]":
@@ -202,7 +203,7 @@ def score_file_validated(
     checked = [get_validator(name) for name in validator_names]
     check_two_inputs(path, reference)
     # score_file's own steps, keeping the distinct samples for the validators.
-    ref = read_distinct(reference, column) if reference is not None else None
+    ref = read_distinct(reference, reference_column or column) if reference is not None else None
     distinct = read_distinct(path, column)
     rep = score_distinct(distinct, grammar, source=path, reference=ref, reference_name=reference,
                          max_len=max_len, show_invalid=show_invalid)

@@ -2,6 +2,7 @@
 --reference) and `train --data`, streaming, with one-line errors naming file:line."""
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -163,6 +164,25 @@ def test_cli_score_column_and_errors(tmp_path):
     plain = _write(tmp_path / "s.txt", "x\n")
     r = runner.invoke(main, ["score", str(plain), "--column", "b"])
     assert r.exit_code == 1 and r.output.startswith("Error: --column applies to .csv inputs") and len(r.output.strip().splitlines()) == 1
+
+
+def test_cli_reference_column_differs_from_the_samples_column(tmp_path):
+    runner = CliRunner()
+    samples = _write(tmp_path / "s.csv", "name,text\nn1,x+x\nn2,x*x\n")
+    ref = _write(tmp_path / "ref.csv", "id,SMILES,string\n1,q,x+x\n2,q,x\n")
+    r = runner.invoke(main, ["score", str(samples), "--column", "text", "--reference", str(ref), "--json"])
+    assert r.exit_code == 1 and r.output.strip().startswith(f"Error: {ref}:1: no column 'text'")
+    r = runner.invoke(main, ["score", str(samples), "--column", "text", "--reference", str(ref),
+                             "--reference-column", "string", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["novelty"] == 0.5  # x+x is in the reference's column, x*x is not
+    r = runner.invoke(main, ["score", str(samples), "--column", "text", "--reference", str(tmp_path / "s.csv"),
+                             "--reference-column", "name", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["novelty"] == 1.0
+    plain = _write(tmp_path / "r.txt", "x\n")
+    r = runner.invoke(main, ["score", str(samples), "--column", "text", "--reference", str(plain),
+                             "--reference-column", "b"])
+    assert r.exit_code == 1 and r.output.strip() == "Error: --reference-column applies to .csv inputs (and .csv.gz) only; none was given"
 
 
 def test_cli_bad_rows_are_one_line_without_traceback(tmp_path):

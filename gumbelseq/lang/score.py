@@ -279,12 +279,13 @@ def score_file(
     max_len: int | None = None,
     show_invalid: int = 5,
     column: str | None = None,
+    reference_column: str | None = None,
 ) -> Report:
     """Score the samples in ``path`` (``-`` for stdin), one per line, trailing spaces removed;
     ``.csv`` and ``.gz`` files (``path`` and ``reference``) as ``gumbelseq.inputs`` reads them,
-    ``column`` naming the CSV column of both."""
+    ``column`` naming the CSV column of both, or ``reference_column`` the reference's."""
     check_two_inputs(path, reference)
-    ref = read_distinct(reference, column) if reference is not None else None
+    ref = read_distinct(reference, reference_column or column) if reference is not None else None
     distinct = read_distinct(path, column)
     return score_distinct(
         distinct,
