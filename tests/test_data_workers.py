@@ -53,18 +53,25 @@ def test_random_spacing_is_drawn_from_each_block_generator_too():
     assert any(" " in s for s in serial[FIRST_BLOCK:])
 
 
-def test_without_process_support_the_blocks_are_drawn_here(monkeypatch):
-    # Some containers have no POSIX semaphores: the pool cannot be made, and the same strings
-    # are drawn in this process instead of failing.
-    import concurrent.futures
-
-    def refuse(*args, **kwargs):
-        raise OSError(38, "Function not implemented")
+@pytest.mark.parametrize("fail_at", [0, 1])
+def test_without_process_support_the_blocks_are_drawn_here(monkeypatch, fail_at):
+    # Where processes cannot be started (a process limit, a sandbox), the same strings are
+    # drawn in this process instead of failing; a worker already started is stopped.
+    from multiprocessing.context import SpawnProcess
 
     g = load_grammar(BY_NAME["calc"].path)
-    serial = draw_dataset(g, FIRST_BLOCK + 3, max_len=8, seed=1)
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", refuse)
-    assert draw_dataset(g, FIRST_BLOCK + 3, max_len=8, seed=1, workers=4) == serial
+    serial = draw_dataset(g, FIRST_BLOCK + 2 * BLOCK, max_len=8, seed=1)
+    start, started = SpawnProcess.start, []
+
+    def refuse(self):
+        if len(started) == fail_at:
+            raise OSError(11, "Resource temporarily unavailable")
+        start(self)
+        started.append(self)
+
+    monkeypatch.setattr(SpawnProcess, "start", refuse)
+    assert draw_dataset(g, FIRST_BLOCK + 2 * BLOCK, max_len=8, seed=1, workers=3) == serial
+    assert [p.exitcode is not None for p in started] == [True] * fail_at
 
 
 def test_later_blocks_are_uniform_too():

@@ -67,14 +67,16 @@ def draw_dataset(
     # Built here even when workers draw: a grammar that cannot be drawn from fails here, with
     # its own message, rather than in a worker's start-up.
     lang = language if language is not None and language.max_len == max_len else Language(grammar, max_len)
-    pool = None if workers == 1 or len(blocks) == 1 else _pool(grammar, max_len, mode, ignore, min(workers, len(blocks)))
+    pool = None
+    if workers > 1 and len(blocks) > 1:
+        pool = _pool(grammar, max_len, mode, ignore, min(workers, len(blocks)), seed, blocks)
     if pool is None:
         sampler = Sampler(lang, mode, ignore)
         for j, size in blocks:
             out += _draw_block(sampler, seed, j, size)
         drawn, kept = sampler.drawn, sampler.kept
     else:
-        for lines, d, k in _in_processes(pool, seed, blocks):
+        for lines, d, k in _in_processes(pool, blocks):
             out += lines
             drawn += d
             kept += k
@@ -128,61 +130,106 @@ def _draw_block(sampler: Sampler, seed: int, j: int, size: int) -> list[str]:
     return out
 
 
-def _pool(grammar: Grammar, max_len: int, mode: str, ignore: str, workers: int):  # noqa: ANN202
-    """A pool of ``workers`` drawing processes, or None where this system cannot make one (no
-    POSIX semaphores, as in some containers): the blocks are then drawn here, the same strings."""
+def _pool(grammar: Grammar, max_len: int, mode: str, ignore: str, workers: int,
+          seed: int, blocks: list[tuple[int, int]]) -> list | None:
+    """``workers`` drawing processes, each with a pipe back and its share of ``blocks``, or None
+    where this system cannot start them: the blocks are then drawn here, the same strings.
+
+    Each block goes to the worker with the fewest strings so far (block 0 is four blocks'
+    worth), and a worker sends its blocks down its own pipe as it draws them. Nothing runs in
+    threads, so nothing can hang when a worker dies or is terminated (``ProcessPoolExecutor``'s
+    feeder and manager threads could, under load, on Ctrl-C)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
+    shares: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for j, size in blocks:
+        k = load.index(min(load))
+        shares[k].append((j, size))
+        load[k] += size
+    ctx = multiprocessing.get_context("spawn")
+    started: list = []
     try:
-        return ProcessPoolExecutor(
-            workers, multiprocessing.get_context("spawn"), _start_worker, (grammar, max_len, mode, ignore, os.getpid())
-        )
+        for share in shares:
+            reader, writer = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker_main, daemon=True,
+                               args=(writer, grammar, max_len, mode, ignore, os.getpid(), seed, share))
+            started.append((proc, reader))
+            proc.start()
+            writer.close()  # the worker's end: its exit then reads as end of file here
     except (OSError, ImportError, NotImplementedError, ValueError):
+        _stop(started, at_once=True)
         return None
+    return started
 
 
-def _in_processes(pool, seed: int, blocks: list[tuple[int, int]]) -> Iterator[tuple[list[str], int, int]]:  # noqa: ANN001
-    """Each block's (strings, draws, kept), in block order, drawn by the pool's processes."""
-    from concurrent.futures.process import BrokenProcessPool
+def _in_processes(workers: list, blocks: list[tuple[int, int]]) -> Iterator[tuple[list[str], int, int]]:
+    """Each block's (strings, draws, kept), in block order, read from the workers' pipes as
+    they come (a block that comes early waits here, so no worker waits for another)."""
+    from multiprocessing.connection import wait
 
     finished = False
+    early: dict[int, tuple[list[str], int, int]] = {}
+    open_readers = [reader for _, reader in workers]
     try:
-        futures = [pool.submit(_worker_block, (seed, j, size)) for j, size in blocks]
-        for f in futures:
-            yield f.result()
+        for j in range(len(blocks)):
+            while j not in early:
+                if not open_readers:
+                    raise EOFError
+                for reader in wait(open_readers):
+                    try:
+                        message = reader.recv()  # type: ignore[union-attr]
+                    except EOFError:  # a worker that sent all its blocks, or one that died
+                        open_readers.remove(reader)
+                        continue
+                    if message[0] == "error":
+                        raise message[1]
+                    early[message[1]] = message[2:]
+            yield early.pop(j)
         finished = True
-    except BrokenProcessPool:
+    except (EOFError, OSError):
         raise GumbelseqError(
             "the worker processes drawing the data stopped (killed, out of memory, or unable to start:"
             " a script must call draw_dataset with workers > 1 under `if __name__ == \"__main__\":`)"
         ) from None
     finally:
-        # On an error or Ctrl-C, stop the workers now rather than after the blocks queued.
-        if not finished:
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(workers, at_once=not finished)
 
 
-_WORKER: Sampler | None = None
+def _stop(workers: list, *, at_once: bool) -> None:
+    """Wait for finished workers; on an error or Ctrl-C, terminate them first (SIGTERM, then
+    SIGKILL for one that does not go)."""
+    for proc, _ in workers:
+        if at_once and proc.pid is not None:
+            proc.terminate()
+    for proc, reader in workers:
+        if proc.pid is not None:
+            proc.join(timeout=5)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join()
+        reader.close()
 
 
-def _start_worker(grammar: Grammar, max_len: int, mode: str, ignore: str, parent: int) -> None:
+def _worker_main(writer, grammar: Grammar, max_len: int, mode: str, ignore: str, parent: int,  # noqa: ANN001
+                 seed: int, jobs: list[tuple[int, int]]) -> None:
     # Ctrl-C reaches the whole process group: the command stops its workers itself. If the
-    # command is killed outright, nothing would: a worker would finish its queued blocks and
-    # block writing to a dead pipe. Linux kills it with its parent instead.
+    # command is killed outright, nothing would: a worker would block writing to a pipe no one
+    # reads. Linux kills it with its parent instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop_with_parent(parent, signal.SIGKILL)
-    global _WORKER
-    _WORKER = Sampler(Language(grammar, max_len), mode, ignore)
-
-
-def _worker_block(job: tuple[int, int, int]) -> tuple[list[str], int, int]:
-    assert _WORKER is not None
-    before = (_WORKER.drawn, _WORKER.kept)
-    lines = _draw_block(_WORKER, *job)
-    return lines, _WORKER.drawn - before[0], _WORKER.kept - before[1]
+    try:
+        sampler = Sampler(Language(grammar, max_len), mode, ignore)
+        for j, size in jobs:
+            before = (sampler.drawn, sampler.kept)
+            lines = _draw_block(sampler, seed, j, size)
+            writer.send(("ok", j, lines, sampler.drawn - before[0], sampler.kept - before[1]))
+    except GumbelseqError as e:
+        writer.send(("error", e))
+    except Exception as e:  # noqa: BLE001 - said in one line by the command
+        writer.send(("error", GumbelseqError(f"drawing the data failed in a worker: {type(e).__name__}: {e}")))
+    finally:
+        writer.close()
 
 
 def _derives_line_breaks(lang: Language, mode: str, rng: random.Random) -> bool:
