@@ -22,7 +22,6 @@ a validator imports its library when it is used, and says how to install it when
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -30,6 +29,7 @@ import pluggy
 
 from .cpus import usable_cpus
 from .errors import GumbelseqError, first_line
+from .parallel import WorkersStopped, parallel_map
 from .plugin_loading import collect, entry_point_manager
 
 if TYPE_CHECKING:
@@ -122,17 +122,33 @@ def get_validator(name: str) -> Validator:
     return validator
 
 
+def _same(fn: Callable) -> Callable:
+    """``parallel_map``'s setup for a function that needs none."""
+    return fn
+
+
 def canonical_forms(validator: Validator, strings: list[str], workers: int | None = None) -> list[str | None]:
-    """``validator.canonical`` over ``strings``, in worker processes when there are many."""
+    """``validator.canonical`` over ``strings``, in worker processes when there are many (forked:
+    a script calling this needs no ``__main__`` guard, and ``score`` runs no threads)."""
     if workers is None:
         workers = usable_cpus()
     batches = [strings[i : i + BATCH] for i in range(0, len(strings), BATCH)]
+    parallel = None
+    if workers > 1 and len(strings) >= PARALLEL_MIN:
+        parallel = parallel_map(_same, (validator.canonical,), batches, min(workers, len(batches)), context="fork")
     try:
-        if workers <= 1 or len(strings) < PARALLEL_MIN:
+        if parallel is None:
             results = [validator.canonical(b) for b in batches]
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(validator.canonical, batches))
+            try:
+                results = list(parallel)
+            finally:
+                parallel.close()
+    except WorkersStopped:
+        raise ValidatorError(
+            f"validator {validator.name!r} failed: a worker process stopped (killed, out of memory, or a crash"
+            " in the validator's library)"
+        ) from None
     except GumbelseqError:
         raise
     except Exception as e:  # noqa: BLE001 - the domain library's failure, in one line

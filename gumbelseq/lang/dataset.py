@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import signal
-from typing import Callable, Iterator
+from typing import Callable
 
 from ..errors import GumbelseqError, UnsupportedGrammarError
-from ..parent_death import stop_with_parent
+from ..parallel import WorkersStopped, parallel_map
 from .grammar import Grammar
 from .language import MODES, Language
 from .sampler import Sampler
@@ -67,19 +65,30 @@ def draw_dataset(
     # Built here even when workers draw: a grammar that cannot be drawn from fails here, with
     # its own message, rather than in a worker's start-up.
     lang = language if language is not None and language.max_len == max_len else Language(grammar, max_len)
-    pool = None
+    results = None
     if workers > 1 and len(blocks) > 1:
-        pool = _pool(grammar, max_len, mode, ignore, min(workers, len(blocks)), seed, blocks)
-    if pool is None:
+        # Processes started with spawn (a forked copy of a parent running torch's threads is
+        # unsafe); where none can be started, the blocks are drawn here, the same strings.
+        results = parallel_map(_block_drawer, (grammar, max_len, mode, ignore, seed), blocks,
+                               min(workers, len(blocks)), weights=[size for _, size in blocks])
+    if results is None:
         sampler = Sampler(lang, mode, ignore)
         for j, size in blocks:
             out += _draw_block(sampler, seed, j, size)
         drawn, kept = sampler.drawn, sampler.kept
     else:
-        for lines, d, k in _in_processes(pool, blocks):
-            out += lines
-            drawn += d
-            kept += k
+        try:
+            for lines, d, k in results:
+                out += lines
+                drawn += d
+                kept += k
+        except WorkersStopped:
+            raise GumbelseqError(
+                "the worker processes drawing the data stopped (killed, out of memory, or unable to start:"
+                " a script must call draw_dataset with workers > 1 under `if __name__ == \"__main__\":`)"
+            ) from None
+        finally:
+            results.close()  # stops the workers now if this loop was interrupted
     if on_notice is not None and grammar.algorithm != "lalr" and mode == "uniform":
         on_notice(
             f"{grammar.path}: the grammar is parsed with Earley (not strict LALR(1)), so uniform is over derivations:"
@@ -130,106 +139,16 @@ def _draw_block(sampler: Sampler, seed: int, j: int, size: int) -> list[str]:
     return out
 
 
-def _pool(grammar: Grammar, max_len: int, mode: str, ignore: str, workers: int,
-          seed: int, blocks: list[tuple[int, int]]) -> list | None:
-    """``workers`` drawing processes, each with a pipe back and its share of ``blocks``, or None
-    where this system cannot start them: the blocks are then drawn here, the same strings.
+def _block_drawer(grammar: Grammar, max_len: int, mode: str, ignore: str, seed: int) -> Callable:
+    """A worker's setup (``parallel_map``): a sampler built once, drawing one block per call."""
+    sampler = Sampler(Language(grammar, max_len), mode, ignore)
 
-    Each block goes to the worker with the fewest strings so far (block 0 is four blocks'
-    worth), and a worker sends its blocks down its own pipe as it draws them. Nothing runs in
-    threads, so nothing can hang when a worker dies or is terminated (``ProcessPoolExecutor``'s
-    feeder and manager threads could, under load, on Ctrl-C)."""
-    import multiprocessing
+    def draw(block: tuple[int, int]) -> tuple[list[str], int, int]:
+        before = (sampler.drawn, sampler.kept)
+        lines = _draw_block(sampler, seed, *block)
+        return lines, sampler.drawn - before[0], sampler.kept - before[1]
 
-    shares: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
-    load = [0] * workers
-    for j, size in blocks:
-        k = load.index(min(load))
-        shares[k].append((j, size))
-        load[k] += size
-    ctx = multiprocessing.get_context("spawn")
-    started: list = []
-    try:
-        for share in shares:
-            reader, writer = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker_main, daemon=True,
-                               args=(writer, grammar, max_len, mode, ignore, os.getpid(), seed, share))
-            started.append((proc, reader))
-            proc.start()
-            writer.close()  # the worker's end: its exit then reads as end of file here
-    except (OSError, ImportError, NotImplementedError, ValueError):
-        _stop(started, at_once=True)
-        return None
-    return started
-
-
-def _in_processes(workers: list, blocks: list[tuple[int, int]]) -> Iterator[tuple[list[str], int, int]]:
-    """Each block's (strings, draws, kept), in block order, read from the workers' pipes as
-    they come (a block that comes early waits here, so no worker waits for another)."""
-    from multiprocessing.connection import wait
-
-    finished = False
-    early: dict[int, tuple[list[str], int, int]] = {}
-    open_readers = [reader for _, reader in workers]
-    try:
-        for j in range(len(blocks)):
-            while j not in early:
-                if not open_readers:
-                    raise EOFError
-                for reader in wait(open_readers):
-                    try:
-                        message = reader.recv()  # type: ignore[union-attr]
-                    except EOFError:  # a worker that sent all its blocks, or one that died
-                        open_readers.remove(reader)
-                        continue
-                    if message[0] == "error":
-                        raise message[1]
-                    early[message[1]] = message[2:]
-            yield early.pop(j)
-        finished = True
-    except (EOFError, OSError):
-        raise GumbelseqError(
-            "the worker processes drawing the data stopped (killed, out of memory, or unable to start:"
-            " a script must call draw_dataset with workers > 1 under `if __name__ == \"__main__\":`)"
-        ) from None
-    finally:
-        _stop(workers, at_once=not finished)
-
-
-def _stop(workers: list, *, at_once: bool) -> None:
-    """Wait for finished workers; on an error or Ctrl-C, terminate them first (SIGTERM, then
-    SIGKILL for one that does not go)."""
-    for proc, _ in workers:
-        if at_once and proc.pid is not None:
-            proc.terminate()
-    for proc, reader in workers:
-        if proc.pid is not None:
-            proc.join(timeout=5)
-            if proc.exitcode is None:
-                proc.kill()
-                proc.join()
-        reader.close()
-
-
-def _worker_main(writer, grammar: Grammar, max_len: int, mode: str, ignore: str, parent: int,  # noqa: ANN001
-                 seed: int, jobs: list[tuple[int, int]]) -> None:
-    # Ctrl-C reaches the whole process group: the command stops its workers itself. If the
-    # command is killed outright, nothing would: a worker would block writing to a pipe no one
-    # reads. Linux kills it with its parent instead.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stop_with_parent(parent, signal.SIGKILL)
-    try:
-        sampler = Sampler(Language(grammar, max_len), mode, ignore)
-        for j, size in jobs:
-            before = (sampler.drawn, sampler.kept)
-            lines = _draw_block(sampler, seed, j, size)
-            writer.send(("ok", j, lines, sampler.drawn - before[0], sampler.kept - before[1]))
-    except GumbelseqError as e:
-        writer.send(("error", e))
-    except Exception as e:  # noqa: BLE001 - said in one line by the command
-        writer.send(("error", GumbelseqError(f"drawing the data failed in a worker: {type(e).__name__}: {e}")))
-    finally:
-        writer.close()
+    return draw
 
 
 def _derives_line_breaks(lang: Language, mode: str, rng: random.Random) -> bool:

@@ -1,0 +1,84 @@
+"""`gumbelseq.parallel.parallel_map`: results in job order whatever the workers' speeds, errors
+and dead workers said in one exception, workers stopped when the caller stops."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from gumbelseq.errors import GumbelseqError
+from gumbelseq.parallel import WorkersStopped, parallel_map, shares
+from processes import alive
+
+
+def _slow_square(delay_for):
+    def square(job):
+        time.sleep(delay_for.get(job, 0))
+        return job * job, os.getpid()
+
+    return square
+
+
+def _failing(bad):
+    def fn(job):
+        if job == bad:
+            raise ValueError(f"job {job} is bad")
+        return job
+
+    return fn
+
+
+def _dying(bad):
+    def fn(job):
+        if job == bad:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return job
+
+    return fn
+
+
+def _pid_then_wait(_):
+    def fn(job):
+        if job > 0:
+            time.sleep(60)
+        return os.getpid()
+
+    return fn
+
+
+def test_shares_balance_the_weight_in_job_order():
+    assert shares([4, 1, 1, 1, 1, 1], 2) == [[0, 5], [1, 2, 3, 4]]
+    assert shares([1] * 5, 3) == [[0, 3], [1, 4], [2]]
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_results_come_in_job_order_from_every_worker(context):
+    # The first jobs are the slowest: later ones arrive first and wait for their turn.
+    jobs = list(range(12))
+    out = list(parallel_map(_slow_square, ({0: 0.4, 1: 0.3},), jobs, 3, context=context))
+    assert [r for r, _ in out] == [j * j for j in jobs]
+    assert len({pid for _, pid in out}) == 3 and os.getpid() not in {pid for _, pid in out}
+
+
+def test_an_error_in_a_worker_is_raised_here_and_the_workers_stop():
+    with pytest.raises(ValueError, match="^job 5 is bad$"):
+        list(parallel_map(_failing, (5,), list(range(10)), 2, context="fork"))
+
+
+def test_a_worker_that_dies_is_workers_stopped():
+    with pytest.raises(WorkersStopped) as info:
+        list(parallel_map(_dying, (3,), list(range(8)), 2, context="fork"))
+    assert isinstance(info.value, GumbelseqError)
+
+
+def test_closing_early_terminates_the_workers_at_once():
+    results = parallel_map(_pid_then_wait, (None,), [0, 1, 2, 3], 2, context="fork")
+    first = next(results)  # the other jobs sleep for a minute
+    start = time.monotonic()
+    results.close()
+    assert time.monotonic() - start < 10
+    deadline = time.monotonic() + 5
+    while alive(first) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(first)
