@@ -118,6 +118,9 @@ def test_stopping_the_command_stops_its_workers_and_keeps_the_file(tmp_path, sig
         [sys.executable, "-m", "gumbelseq", "data", "-g", "json", "-n", "2000000", "--max-len", "100",
          "--workers", "2", "-o", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # As a terminal's foreground command: a shell's background job (as a CI runner may
+        # start the tests) inherits SIGINT ignored, and Python then keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
