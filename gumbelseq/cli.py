@@ -181,9 +181,10 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
 @click.option("--max-len", type=click.IntRange(min=0), default=None, help="Length bound for coverage [default: the longest valid sample].")
 @click.option("--show-invalid", type=click.IntRange(min=0), default=5, show_default=True, help="How many invalid samples to show.")
 @click.option("--validator", "validator_names", multiple=True, metavar="NAME", help="Also report validity, uniqueness and novelty under a validator plugin (rdkit: pip install -e '.[chem]'); repeatable.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Processes checking the samples (grammar and validators) when there are more than 20,000 distinct ones (0: one per usable CPU); the report is the same for any number.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @domain_errors
-def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, reference_column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], as_json: bool) -> None:
+def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, reference_column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], workers: int, as_json: bool) -> None:
     """Score a sample file (one sample per line; FILE may be - for stdin; .csv and .gz files too)."""
     from .validators import score_file_validated
 
@@ -191,7 +192,8 @@ def score_cmd(file: str, grammar: str, start: str, reference: str | None, column
     _check_column(reference_column, reference, flag="--reference-column")
     g = load_grammar(grammar, start=start, on_notice=_notice)
     rep, extra = score_file_validated(file, g, validator_names, reference=reference, column=column,
-                                      reference_column=reference_column, max_len=max_len, show_invalid=show_invalid)
+                                      reference_column=reference_column, max_len=max_len, show_invalid=show_invalid,
+                                      workers=workers or usable_cpus())
     if as_json:
         obj = rep.to_dict()
         if extra:

@@ -1,7 +1,7 @@
 """Jobs split across worker processes, results in job order: ``parallel_map``.
 
-``data --workers`` (blocks of strings) and ``score --validator`` (batches of samples for RDKit)
-hand independent jobs to worker processes. Each worker gets a fixed share of the jobs (each job
+``data --workers`` (blocks of strings), ``score``'s grammar check and ``score --validator``
+(batches of samples, ``map_batches``) hand independent jobs to worker processes. Each worker gets a fixed share of the jobs (each job
 to the worker with the least weight so far), builds what it needs once (``setup``), and sends
 each result down its own pipe as soon as it has it; the caller reads the pipes as results come
 and yields them in job order. Nothing runs in threads: ``ProcessPoolExecutor``'s feeder and
@@ -74,6 +74,31 @@ def parallel_map(
         _stop(started, at_once=True)
         return None
     return _results(started, len(jobs))
+
+
+def map_batches(fn: Callable[[list], list], items: list, workers: int, *, batch: int, min_parallel: int) -> list:
+    """``fn`` over consecutive batches of ``items``, results flattened in order: in ``workers``
+    forked processes when there are at least ``min_parallel`` items, else (or where processes
+    cannot start) here. Forked, so ``fn`` may be any callable (a bound method, a closure) and
+    what it uses is inherited, not pickled; only the batches' results travel back.
+
+    Errors are the caller's to word: ``WorkersStopped`` for a worker that died, else what ``fn``
+    raised."""
+    batches = [items[i : i + batch] for i in range(0, len(items), batch)]
+    parallel = None
+    if workers > 1 and len(items) >= min_parallel:
+        parallel = parallel_map(_identity, (fn,), batches, min(workers, len(batches)), context="fork")
+    if parallel is None:
+        return [r for b in batches for r in fn(b)]
+    try:
+        return [r for result in parallel for r in result]
+    finally:
+        parallel.close()
+
+
+def _identity(fn: Callable) -> Callable:
+    """``parallel_map``'s setup for a function that needs none."""
+    return fn
 
 
 def _results(workers: list[tuple[Any, Any]], n: int) -> Iterator[Any]:

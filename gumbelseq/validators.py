@@ -29,7 +29,7 @@ import pluggy
 
 from .cpus import usable_cpus
 from .errors import GumbelseqError, first_line
-from .parallel import WorkersStopped, parallel_map
+from .parallel import WorkersStopped, map_batches
 from .plugin_loading import collect, entry_point_manager
 
 if TYPE_CHECKING:
@@ -122,28 +122,13 @@ def get_validator(name: str) -> Validator:
     return validator
 
 
-def _same(fn: Callable) -> Callable:
-    """``parallel_map``'s setup for a function that needs none."""
-    return fn
-
-
 def canonical_forms(validator: Validator, strings: list[str], workers: int | None = None) -> list[str | None]:
     """``validator.canonical`` over ``strings``, in worker processes when there are many (forked:
     a script calling this needs no ``__main__`` guard, and ``score`` runs no threads)."""
     if workers is None:
         workers = usable_cpus()
-    batches = [strings[i : i + BATCH] for i in range(0, len(strings), BATCH)]
-    parallel = None
-    if workers > 1 and len(strings) >= PARALLEL_MIN:
-        parallel = parallel_map(_same, (validator.canonical,), batches, min(workers, len(batches)), context="fork")
     try:
-        if parallel is None:
-            results = [validator.canonical(b) for b in batches]
-        else:
-            try:
-                results = list(parallel)
-            finally:
-                parallel.close()
+        out = map_batches(validator.canonical, strings, workers, batch=BATCH, min_parallel=PARALLEL_MIN)
     except WorkersStopped:
         raise ValidatorError(
             f"validator {validator.name!r} failed: a worker process stopped (killed, out of memory, or a crash"
@@ -153,7 +138,6 @@ def canonical_forms(validator: Validator, strings: list[str], workers: int | Non
         raise
     except Exception as e:  # noqa: BLE001 - the domain library's failure, in one line
         raise ValidatorError(f"validator {validator.name!r} failed: {type(e).__name__}: {first_line(e)}") from None
-    out = [c for batch in results for c in batch]
     if len(out) != len(strings):
         raise ValidatorError(f"validator {validator.name!r} returned {len(out)} results for {len(strings)} strings")
     return out
@@ -209,10 +193,12 @@ def score_file_validated(
     reference_column: str | None = None,
     max_len: int | None = None,
     show_invalid: int = 5,
+    workers: int | None = None,
 ) -> "tuple[Report, list[ValidatorReport]]":
     """``gumbelseq.lang.score.score_file`` plus one ``ValidatorReport`` per validator name.
 
-    Every validator is checked usable before any file is read (a missing library is one line,
+    ``workers``: processes for the grammar check and each validator when there are many distinct
+    samples (default: one per usable CPU). Every validator is checked usable before any file is read (a missing library is one line,
     not a failure after minutes of reading), and the file is read once for all of them."""
     from .lang.score import check_two_inputs, read_distinct, score_distinct
 
@@ -222,5 +208,6 @@ def score_file_validated(
     ref = read_distinct(reference, reference_column or column) if reference is not None else None
     distinct = read_distinct(path, column)
     rep = score_distinct(distinct, grammar, source=path, reference=ref, reference_name=reference,
-                         max_len=max_len, show_invalid=show_invalid)
-    return rep, [validate_distinct(v, distinct, reference=ref, reference_name=reference, source=path) for v in checked]
+                         max_len=max_len, show_invalid=show_invalid, workers=workers)
+    return rep, [validate_distinct(v, distinct, reference=ref, reference_name=reference, workers=workers, source=path)
+                 for v in checked]

@@ -120,3 +120,20 @@ def test_earley_fallback_is_one_stderr_line_and_stdout_stays_json(runner, tmp_pa
     assert json.loads(r.stdout)["valid"] == 1
     notice = [line for line in r.stderr.splitlines() if "Earley" in line]
     assert len(notice) == 1 and str(g) in notice[0]
+
+
+def test_score_workers_same_json(runner, tmp_path, monkeypatch):
+    from gumbelseq.lang import score as score_module
+
+    monkeypatch.setattr(score_module, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(score_module, "BATCH", 16)
+    f = tmp_path / "s.txt"
+    f.write_text("".join(f"x{'+x' * (i % 37)}{'+' if i % 5 == 0 else ''}\n" for i in range(200)))
+    outs = []
+    for w in ("1", "2", "0"):
+        r = runner.invoke(main, ["score", str(f), "--json", "--workers", w])
+        assert r.exit_code == 0, r.output
+        outs.append(json.loads(r.stdout))
+    assert outs[0]["valid"] == 160 and outs[0] == outs[1] == outs[2]
+    r = runner.invoke(main, ["score", str(f), "--workers", "-1"])
+    assert r.exit_code == 2 and "--workers" in r.output

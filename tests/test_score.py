@@ -181,3 +181,34 @@ def test_total_variation_is_the_exact_rational_rounded_once(p, q):
     P, Q = sum(p.values()), sum(q.values())
     exact = sum(abs(Fraction(p.get(k, 0), P) - Fraction(q.get(k, 0), Q)) for k in set(p) | set(q)) / 2
     assert _tv(p, P, q, Q) == float(exact)  # disjoint supports: exactly 1.0, not 0.99999...
+
+
+@pytest.mark.parametrize("grammar", ["arith", "tests/corpus/ambiguous.lark"])
+def test_workers_give_the_same_report(monkeypatch, tmp_path, grammar):
+    """The grammar check in worker processes (many distinct samples): the same counts, the same
+    invalid examples (first lines, columns, expected terminals) as one process."""
+    from gumbelseq.lang import score as score_module
+
+    monkeypatch.setattr(score_module, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(score_module, "BATCH", 7)
+    rnd = random.Random(3)
+    lines = ["".join(rnd.choice("x+*( )") for _ in range(rnd.randint(0, 9))) for _ in range(300)]
+    p = tmp_path / "s.txt"
+    p.write_text("".join(s + "\n" for s in lines))
+    g = load_grammar(grammar)
+    one, two = (score_file(p, g, workers=w, show_invalid=1000) for w in (1, 3))
+    assert 0 < one.valid < one.total
+    assert one.to_dict() == two.to_dict()
+
+
+def test_a_worker_that_dies_is_one_error(monkeypatch, tmp_path):
+    from gumbelseq.errors import GumbelseqError
+    from gumbelseq.lang import score as score_module
+
+    monkeypatch.setattr(score_module, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(score_module, "BATCH", 5)
+    monkeypatch.setattr(score_module, "_check_batch", lambda grammar, batch: os._exit(3))
+    p = tmp_path / "s.txt"
+    p.write_text("".join(f"x+{'x' * i}\n" for i in range(40)))
+    with pytest.raises(GumbelseqError, match="^checking the samples against the grammar failed: a worker process stopped"):
+        score_file(p, load_grammar("arith"), workers=2)

@@ -13,17 +13,24 @@ import os
 import stat
 import sys
 from collections import Counter
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
+from ..cpus import usable_cpus
 from ..errors import GumbelseqError, InputFileError
-from .grammar import Grammar
+from ..parallel import WorkersStopped, map_batches
+from .grammar import Grammar, Validation
 from ..inputs import CSV, decode_line, input_format, iter_samples, open_lines, strip_sample
 from .language import COUNT_MAX_LEN, Language
 from .lexer_count import lexer_count
 
 CHUNK_BYTES = 1 << 20
+#: Distinct samples per batch handed to a worker process by ``check_strings``.
+BATCH = 5000
+#: Below this many distinct samples one process is faster than starting workers.
+PARALLEL_MIN = 20000
 
 #: Longest sample parsed with an Earley grammar (one LALR(1) cannot take). Earley time grows
 #: faster than the length (an unambiguous grammar: ~0.3 s at 1000 characters, ~4 s at 10000;
@@ -139,22 +146,27 @@ def score_distinct(
     reference_name: str | None = None,
     max_len: int | None = None,
     show_invalid: int = 5,
+    workers: int | None = None,
 ) -> Report:
-    """Score samples already reduced to ``{sample: [count, first line]}``."""
+    """Score samples already reduced to ``{sample: [count, first line]}``; ``workers``: processes
+    checking them against the grammar when there are many (default: one per usable CPU)."""
     rep = Report(source=source, grammar=grammar.name)
     valid_set: list[str] = []
     invalid: list[InvalidExample] = []
     bounded = grammar.algorithm != "lalr"
     unparsed = unparsed_distinct = 0
+    checked: list[str] = []
     for s, (c, line) in distinct.items():
         rep.total += c
         rep.lengths[len(s)] = rep.lengths.get(len(s), 0) + c
         if bounded and len(s) > EARLEY_MAX_LEN:
             unparsed += c
             unparsed_distinct += 1
-            continue
-        v = grammar.validate(s)
-        if v.ok:
+        else:
+            checked.append(s)
+    for s, v in zip(checked, check_strings(grammar, checked, workers)):
+        c, line = distinct[s]
+        if v is None:
             rep.valid += c
             valid_set.append(s)
         else:
@@ -239,6 +251,29 @@ def score_distinct(
     return rep
 
 
+def check_strings(grammar: Grammar, strings: list[str], workers: int | None = None) -> list[Validation | None]:
+    """``grammar.validate`` of each string, ``None`` for a valid one; in ``workers`` forked
+    processes (default: one per usable CPU) when there are at least ``PARALLEL_MIN``.
+
+    Scoring model output needs no workers (few distinct strings, many repeats), but a data set
+    does: MOSES's 176,074 distinct test SMILES take 11 s in one process on a 2-core EPYC."""
+    if workers is None:
+        workers = usable_cpus()
+    try:
+        return map_batches(partial(_check_batch, grammar), strings, workers, batch=BATCH, min_parallel=PARALLEL_MIN)
+    except WorkersStopped:
+        raise GumbelseqError("checking the samples against the grammar failed: a worker process stopped"
+                             " (killed, or out of memory)") from None
+
+
+def _check_batch(grammar: Grammar, batch: list[str]) -> list[Validation | None]:
+    out: list[Validation | None] = []
+    for s in batch:
+        v = grammar.validate(s)
+        out.append(None if v.ok else v)
+    return out
+
+
 def _tv(p: dict, p_total: int, q: dict, q_total: int) -> float:
     """Total variation distance between two empirical distributions given as counts.
 
@@ -280,10 +315,12 @@ def score_file(
     show_invalid: int = 5,
     column: str | None = None,
     reference_column: str | None = None,
+    workers: int | None = None,
 ) -> Report:
     """Score the samples in ``path`` (``-`` for stdin), one per line, trailing spaces removed;
     ``.csv`` and ``.gz`` files (``path`` and ``reference``) as ``gumbelseq.inputs`` reads them,
-    ``column`` naming the CSV column of both, or ``reference_column`` the reference's."""
+    ``column`` naming the CSV column of both, or ``reference_column`` the reference's;
+    ``workers`` as for ``score_distinct``."""
     check_two_inputs(path, reference)
     ref = read_distinct(reference, reference_column or column) if reference is not None else None
     distinct = read_distinct(path, column)
@@ -295,6 +332,7 @@ def score_file(
         reference_name=None if reference is None else str(reference),
         max_len=max_len,
         show_invalid=show_invalid,
+        workers=workers,
     )
 
 
@@ -305,6 +343,7 @@ def score_samples(
     reference: Iterable[str] | None = None,
     max_len: int | None = None,
     show_invalid: int = 5,
+    workers: int | None = None,
 ) -> Report:
     """Score in-memory samples (the Python-API twin of ``score_file``)."""
     return score_distinct(
@@ -315,6 +354,7 @@ def score_samples(
         reference_name=None if reference is None else "<reference>",
         max_len=max_len,
         show_invalid=show_invalid,
+        workers=workers,
     )
 
 
