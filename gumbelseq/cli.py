@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import io
 import json
 import os
 import sys
@@ -86,13 +87,36 @@ def _check_column(column: str | None, *paths: str | None, flag: str = "--column"
 
 #: Errors writing the results to stdout that are the output's fault, not the program's (a
 #: closed pipe, EPIPE, is click's to handle: a silent exit).
-_STDOUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+_STDOUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS, errno.EBADF}
+
+
+class _ClosedStdout:
+    """Stands in for ``sys.stdout`` when the command started with it closed (``>&-``): Python
+    then sets ``sys.stdout = None``, rich prints into nothing and ``sys.stdout.write`` is an
+    AttributeError, so results were lost with exit 0, or a traceback. A write here is EBADF,
+    which ``_Main.invoke`` reports in one line."""
+
+    closed = False
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("standard output is closed")
 
 
 class _Main(click.Group):
     """The command group, which also turns a failed write to stdout into one line."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        if sys.stdout is None:
+            sys.stdout = _ClosedStdout()  # type: ignore[assignment]
         try:
             result = super().invoke(ctx)
             if sys.stdout is not None and not sys.stdout.closed:

@@ -314,3 +314,31 @@ def test_cli_output_to_dev_stdout_that_cannot_take_it_is_one_line(tmp_path):
     assert r.returncode == 1
     assert "Traceback" not in r.stderr, r.stderr
     assert r.stderr.splitlines() == ["Error: /dev/stdout: File too large"]
+
+
+@pytest.mark.parametrize("args", [("grammars",), ("data", "-n", "5"), ("score", "s.txt"), ("score", "s.txt", "--json")])
+@pytest.mark.parametrize("how", ["closed", "read-only"])
+def test_cli_results_with_no_usable_stdout_are_one_line(tmp_path, args, how):
+    """``>&-`` (Python starts with sys.stdout None: results vanished with exit 0, or a
+    traceback) and ``1<file`` (EBADF on write) both say so in one line."""
+    (tmp_path / "s.txt").write_text("1+1\n" * 5)
+    if how == "closed":
+        stdout, pre = subprocess.DEVNULL, (lambda: os.close(1))
+    else:
+        stdout, pre = open(tmp_path / "s.txt", "rb"), None
+    try:
+        r = subprocess.run([sys.executable, "-m", "gumbelseq", *args], cwd=tmp_path, stdout=stdout,
+                           stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=pre)
+    finally:
+        if how != "closed":
+            stdout.close()
+    assert r.returncode == 1
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("Error: -: cannot write the results to standard output: "), r.stderr
+    assert (tmp_path / "s.txt").read_text() == "1+1\n" * 5
+
+
+def test_cli_with_stdout_closed_still_writes_its_output_file(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "gumbelseq", "data", "-n", "5", "--seed", "1", "-o", "d.txt"], cwd=tmp_path,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "d.txt").read_text().splitlines()) == 5
