@@ -23,6 +23,7 @@ from . import __version__
 from .cpus import usable_cpus
 from .errors import GumbelseqError, InputFileError
 from .lang.grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
+from .lang.score import PARALLEL_MIN as SCORE_PARALLEL_MIN
 from .model.rundir import MAX_LEN_LIMIT  # torch-free
 
 out = Console(highlight=False, soft_wrap=True)
@@ -205,7 +206,7 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
 @click.option("--max-len", type=click.IntRange(min=0), default=None, help="Length bound for coverage [default: the longest valid sample].")
 @click.option("--show-invalid", type=click.IntRange(min=0), default=5, show_default=True, help="How many invalid samples to show.")
 @click.option("--validator", "validator_names", multiple=True, metavar="NAME", help="Also report validity, uniqueness and novelty under a validator plugin (rdkit: pip install -e '.[chem]'); repeatable.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Processes checking the samples (grammar and validators) when there are more than 20,000 distinct ones (0: one per usable CPU); the report is the same for any number.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help=f"Processes checking the samples (grammar and validators) when there are at least {SCORE_PARALLEL_MIN:,} distinct ones (0: one per usable CPU); the report is the same for any number.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @domain_errors
 def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, reference_column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], workers: int, as_json: bool) -> None:
@@ -214,10 +215,24 @@ def score_cmd(file: str, grammar: str, start: str, reference: str | None, column
 
     _check_column(column, file, reference)
     _check_column(reference_column, reference, flag="--reference-column")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     g = load_grammar(grammar, start=start, on_notice=_notice)
-    rep, extra = score_file_validated(file, g, validator_names, reference=reference, column=column,
-                                      reference_column=reference_column, max_len=max_len, show_invalid=show_invalid,
-                                      workers=workers or usable_cpus())
+    # A bar only where checking takes a while (workers start at the same size) and on a terminal.
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if total >= SCORE_PARALLEL_MIN:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(f"checking ({stage})", total=total)
+                bar.update(tasks[stage], completed=done)
+
+        rep, extra = score_file_validated(file, g, validator_names, reference=reference, column=column,
+                                          reference_column=reference_column, max_len=max_len,
+                                          show_invalid=show_invalid, workers=workers or usable_cpus(),
+                                          progress=progress)
     if as_json:
         obj = rep.to_dict()
         if extra:

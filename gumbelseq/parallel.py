@@ -76,24 +76,30 @@ def parallel_map(
     return _results(started, len(jobs))
 
 
-def map_batches(fn: Callable[[list], list], items: list, workers: int, *, batch: int, min_parallel: int) -> list:
+def map_batches(fn: Callable[[list], list], items: list, workers: int, *, batch: int, min_parallel: int,
+                progress: Callable[[int, int], None] | None = None) -> list:
     """``fn`` over consecutive batches of ``items``, results flattened in order: in ``workers``
     forked processes when there are at least ``min_parallel`` items, else (or where processes
     cannot start) here. Forked, so ``fn`` may be any callable (a bound method, a closure) and
     what it uses is inherited, not pickled; only the batches' results travel back.
 
-    Errors are the caller's to word: ``WorkersStopped`` for a worker that died, else what ``fn``
-    raised."""
+    ``progress(done, total)``: called here, in items, after each batch in order. Errors are the
+    caller's to word: ``WorkersStopped`` for a worker that died, else what ``fn`` raised."""
     batches = [items[i : i + batch] for i in range(0, len(items), batch)]
     parallel = None
     if workers > 1 and len(items) >= min_parallel:
         parallel = parallel_map(_identity, (fn,), batches, min(workers, len(batches)), context="fork")
-    if parallel is None:
-        return [r for b in batches for r in fn(b)]
+    results = (fn(b) for b in batches) if parallel is None else parallel
+    out: list = []
     try:
-        return [r for result in parallel for r in result]
+        for result in results:
+            out.extend(result)
+            if progress is not None:
+                progress(len(out), len(items))
     finally:
-        parallel.close()
+        if parallel is not None:
+            parallel.close()
+    return out
 
 
 def _identity(fn: Callable) -> Callable:

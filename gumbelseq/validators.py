@@ -23,6 +23,7 @@ a validator imports its library when it is used, and says how to install it when
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import pluggy
@@ -122,13 +123,16 @@ def get_validator(name: str) -> Validator:
     return validator
 
 
-def canonical_forms(validator: Validator, strings: list[str], workers: int | None = None) -> list[str | None]:
+def canonical_forms(validator: Validator, strings: list[str], workers: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> list[str | None]:
     """``validator.canonical`` over ``strings``, in worker processes when there are many (forked:
-    a script calling this needs no ``__main__`` guard, and ``score`` runs no threads)."""
+    a script calling this needs no ``__main__`` guard, and ``score`` runs no threads);
+    ``progress(done, total)`` after each batch."""
     if workers is None:
         workers = usable_cpus()
     try:
-        out = map_batches(validator.canonical, strings, workers, batch=BATCH, min_parallel=PARALLEL_MIN)
+        out = map_batches(validator.canonical, strings, workers, batch=BATCH, min_parallel=PARALLEL_MIN,
+                          progress=progress)
     except WorkersStopped:
         raise ValidatorError(
             f"validator {validator.name!r} failed: a worker process stopped (killed, out of memory, or a crash"
@@ -151,10 +155,11 @@ def validate_distinct(
     reference_name: str | None = None,
     workers: int | None = None,
     source: str = "samples",
+    progress: Callable[[int, int], None] | None = None,
 ) -> ValidatorReport:
     """Validity, uniqueness and novelty under ``validator`` of samples already reduced to
     ``{sample: [count, first line]}`` (what ``gumbelseq.lang.score.read_distinct`` gives);
-    each distinct sample is canonicalised once."""
+    each distinct sample is canonicalised once (``progress(done, total)`` as it goes)."""
     rep = ValidatorReport(validator=validator.name, reference=reference_name)
     strings = list(distinct)
     if validator.max_length is not None:
@@ -165,7 +170,7 @@ def validate_distinct(
                 f"{source}:{distinct[s][1]}: a line of {len(s):,} characters; the {validator.name} validator"
                 f" reads lines of at most {validator.max_length:,}"
             )
-    forms = canonical_forms(validator, strings, workers)
+    forms = canonical_forms(validator, strings, workers, progress)
     canon: set[str] = set()
     for s, form in zip(strings, forms):
         count = distinct[s][0]
@@ -194,11 +199,13 @@ def score_file_validated(
     max_len: int | None = None,
     show_invalid: int = 5,
     workers: int | None = None,
+    progress: "Callable[[str, int, int], None] | None" = None,
 ) -> "tuple[Report, list[ValidatorReport]]":
     """``gumbelseq.lang.score.score_file`` plus one ``ValidatorReport`` per validator name.
 
     ``workers``: processes for the grammar check and each validator when there are many distinct
-    samples (default: one per usable CPU). Every validator is checked usable before any file is read (a missing library is one line,
+    samples (default: one per usable CPU); ``progress(stage, done, total)``: distinct samples
+    checked so far by the grammar (stage ``"grammar"``) and each validator (its name). Every validator is checked usable before any file is read (a missing library is one line,
     not a failure after minutes of reading), and the file is read once for all of them."""
     from .lang.score import check_two_inputs, read_distinct, score_distinct
 
@@ -208,6 +215,8 @@ def score_file_validated(
     ref = read_distinct(reference, reference_column or column) if reference is not None else None
     distinct = read_distinct(path, column)
     rep = score_distinct(distinct, grammar, source=path, reference=ref, reference_name=reference,
-                         max_len=max_len, show_invalid=show_invalid, workers=workers)
-    return rep, [validate_distinct(v, distinct, reference=ref, reference_name=reference, workers=workers, source=path)
+                         max_len=max_len, show_invalid=show_invalid, workers=workers,
+                         progress=None if progress is None else partial(progress, "grammar"))
+    return rep, [validate_distinct(v, distinct, reference=ref, reference_name=reference, workers=workers, source=path,
+                                   progress=None if progress is None else partial(progress, v.name))
                  for v in checked]

@@ -82,3 +82,15 @@ def test_closing_early_terminates_the_workers_at_once():
     while alive(first) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(first)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_batches_in_order_with_progress(workers):
+    from gumbelseq.parallel import map_batches
+
+    seen = []
+    items = list(range(103))
+    out = map_batches(lambda b: [x * x for x in b], items, workers, batch=10, min_parallel=20,
+                      progress=lambda done, total: seen.append((done, total)))
+    assert out == [x * x for x in items]
+    assert seen == [(min(10 * k, 103), 103) for k in range(1, 12)]

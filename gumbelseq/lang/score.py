@@ -16,7 +16,7 @@ from collections import Counter
 from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from ..cpus import usable_cpus
 from ..errors import GumbelseqError, InputFileError
@@ -147,9 +147,11 @@ def score_distinct(
     max_len: int | None = None,
     show_invalid: int = 5,
     workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Score samples already reduced to ``{sample: [count, first line]}``; ``workers``: processes
-    checking them against the grammar when there are many (default: one per usable CPU)."""
+    checking them against the grammar when there are many (default: one per usable CPU);
+    ``progress(done, total)``: distinct samples checked so far."""
     rep = Report(source=source, grammar=grammar.name)
     valid_set: list[str] = []
     invalid: list[InvalidExample] = []
@@ -164,7 +166,7 @@ def score_distinct(
             unparsed_distinct += 1
         else:
             checked.append(s)
-    for s, v in zip(checked, check_strings(grammar, checked, workers)):
+    for s, v in zip(checked, check_strings(grammar, checked, workers, progress)):
         c, line = distinct[s]
         if v is None:
             rep.valid += c
@@ -251,7 +253,8 @@ def score_distinct(
     return rep
 
 
-def check_strings(grammar: Grammar, strings: list[str], workers: int | None = None) -> list[Validation | None]:
+def check_strings(grammar: Grammar, strings: list[str], workers: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> list[Validation | None]:
     """``grammar.validate`` of each string, ``None`` for a valid one; in ``workers`` forked
     processes (default: one per usable CPU) when there are at least ``PARALLEL_MIN``.
 
@@ -260,7 +263,8 @@ def check_strings(grammar: Grammar, strings: list[str], workers: int | None = No
     if workers is None:
         workers = usable_cpus()
     try:
-        return map_batches(partial(_check_batch, grammar), strings, workers, batch=BATCH, min_parallel=PARALLEL_MIN)
+        return map_batches(partial(_check_batch, grammar), strings, workers, batch=BATCH, min_parallel=PARALLEL_MIN,
+                           progress=progress)
     except WorkersStopped:
         raise GumbelseqError("checking the samples against the grammar failed: a worker process stopped"
                              " (killed, or out of memory)") from None
