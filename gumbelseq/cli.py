@@ -23,7 +23,7 @@ from . import __version__
 from .cpus import usable_cpus
 from .errors import GumbelseqError, InputFileError
 from .lang.grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
-from .lang.score import PARALLEL_MIN as SCORE_PARALLEL_MIN
+from .parallel import MIN_ITEMS as SCORE_PARALLEL_MIN  # lang.score would import the counting code
 from .model.rundir import MAX_LEN_LIMIT  # torch-free
 
 out = Console(highlight=False, soft_wrap=True)
@@ -218,16 +218,18 @@ def score_cmd(file: str, grammar: str, start: str, reference: str | None, column
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     g = load_grammar(grammar, start=start, on_notice=_notice)
-    # A bar only where checking takes a while (workers start at the same size) and on a terminal.
+    # A bar only where checking takes a while (workers start at the same size) and on a terminal;
+    # redrawn by the callback, not by a refresh thread: the workers are forked, and a thread
+    # holding stderr's lock at that moment would leave the lock held in every worker.
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as bar:
+                  console=err, transient=True, disable=not err.is_terminal, auto_refresh=False) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             if total >= SCORE_PARALLEL_MIN:
                 if stage not in tasks:
                     tasks[stage] = bar.add_task(f"checking ({stage})", total=total)
-                bar.update(tasks[stage], completed=done)
+                bar.update(tasks[stage], completed=done, refresh=True)
 
         rep, extra = score_file_validated(file, g, validator_names, reference=reference, column=column,
                                           reference_column=reference_column, max_len=max_len,

@@ -18,10 +18,16 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import GumbelseqError, first_line
 from .parent_death import stop_with_parent
+
+
+#: Items below which ``map_batches``'s callers (``score``'s grammar check) stay in one process:
+#: starting workers costs more than they save.
+MIN_ITEMS = 20000
 
 
 class WorkersStopped(GumbelseqError):
@@ -62,18 +68,47 @@ def parallel_map(
     parts = shares(weights if weights is not None else [1] * len(jobs), workers)
     ctx = multiprocessing.get_context(context)
     started: list[tuple[Any, Any]] = []
+    # While the workers start, SIGINT is blocked here and ignored by them from their first
+    # instruction: a Ctrl-C then waits until this process has them all, and is raised here.
+    # Otherwise it could land in a spawned worker still unpickling its setup (a half-printed
+    # traceback), or in the standard library's after-fork hooks here, which drop it.
+    old_mask = _hold_sigint()
     try:
-        for part in parts:
-            reader, writer = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker_main, daemon=True,
-                               args=(writer, os.getpid(), setup, setup_args, [(i, jobs[i]) for i in part]))
-            started.append((proc, reader))
-            proc.start()
-            writer.close()  # the worker's end: its exit then reads as end of file here
+        try:
+            for part in parts:
+                reader, writer = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_worker_main, daemon=True,
+                                   args=(writer, os.getpid(), setup, setup_args, [(i, jobs[i]) for i in part]))
+                started.append((proc, reader))
+                proc.start()
+                writer.close()  # the worker's end: its exit then reads as end of file here
+        finally:
+            _release_sigint(old_mask)  # a Ctrl-C that came meanwhile is raised from here on
+        return _results(started, len(jobs))
     except (OSError, ImportError, NotImplementedError, ValueError):
         _stop(started, at_once=True)
         return None
-    return _results(started, len(jobs))
+    except BaseException:
+        _stop(started, at_once=True)
+        raise
+
+
+def _hold_sigint() -> Any:
+    """Block SIGINT in this process (it stays pending: Linux keeps a blocked signal even while
+    ignored) and ignore it, a disposition children keep across fork and exec (a spawned Python
+    starts with it). None where that cannot be done: no signal masks (Windows), or not the main
+    thread (only it may set handlers)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return None
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return mask, signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _release_sigint(held: Any) -> None:
+    if held is not None:
+        mask, handler = held
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def map_batches(fn: Callable[[list], list], items: list, workers: int, *, batch: int, min_parallel: int,
@@ -151,6 +186,8 @@ def _stop(workers: list[tuple[Any, Any]], *, at_once: bool) -> None:
 def _worker_main(writer: Any, parent: int, setup: Callable[..., Callable[[Any], Any]], setup_args: tuple,
                  jobs: list[tuple[int, Any]]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # blocked by parallel_map while it started us
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     stop_with_parent(parent, signal.SIGKILL)
     index = -1
     try:

@@ -94,3 +94,41 @@ def test_map_batches_in_order_with_progress(workers):
                       progress=lambda done, total: seen.append((done, total)))
     assert out == [x * x for x in items]
     assert seen == [(min(10 * k, 103), 103) for k in range(1, 12)]
+
+
+def _sigint_setup(_):
+    # A Ctrl-C in a worker (a terminal sends it to the whole group) does not stop it.
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.2)
+    return lambda job: (job, signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_a_ctrl_c_while_workers_start_is_raised_here_once_all_are_started(monkeypatch, context):
+    """Ctrl-C during the starts: held (blocked) here until every worker exists, then raised here,
+    and the workers, which ignore it, are stopped. It had been lost in the standard library's
+    after-fork hooks, or printed half a traceback from a spawned worker."""
+    import multiprocessing
+
+    procs = []
+    cls = type(multiprocessing.get_context(context).Process())
+    real_start = cls.start
+
+    def start(self):
+        procs.append(self)
+        os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C, in the middle of the starts
+        real_start(self)
+
+    monkeypatch.setattr(cls, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        parallel_map(_sigint_setup, (None,), list(range(4)), 2, context=context)
+    assert len(procs) == 2
+    for p in procs:
+        p.join(timeout=10)
+        assert p.exitcode is not None
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_workers_ignore_sigint_from_their_start(context):
+    out = list(parallel_map(_sigint_setup, (None,), list(range(4)), 2, context=context))
+    assert out == [(j, True) for j in range(4)]
