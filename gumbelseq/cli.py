@@ -23,7 +23,6 @@ from . import __version__
 from .cpus import usable_cpus
 from .errors import GumbelseqError, InputFileError
 from .lang.grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
-from .parallel import MIN_ITEMS as SCORE_PARALLEL_MIN  # lang.score would import the counting code
 from .model.rundir import MAX_LEN_LIMIT  # torch-free
 
 out = Console(highlight=False, soft_wrap=True)
@@ -206,7 +205,7 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
 @click.option("--max-len", type=click.IntRange(min=0), default=None, help="Length bound for coverage [default: the longest valid sample].")
 @click.option("--show-invalid", type=click.IntRange(min=0), default=5, show_default=True, help="How many invalid samples to show.")
 @click.option("--validator", "validator_names", multiple=True, metavar="NAME", help="Also report validity, uniqueness and novelty under a validator plugin (rdkit: pip install -e '.[chem]'); repeatable.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help=f"Processes checking the samples (grammar and validators) when there are at least {SCORE_PARALLEL_MIN:,} distinct ones (0: one per usable CPU); the report is the same for any number.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Processes checking the samples (grammar and validators) when there are many distinct ones (20,000 for an LALR grammar, 500 for an Earley one; 0: one per usable CPU); the report is the same for any number.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @domain_errors
 def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, reference_column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], workers: int, as_json: bool) -> None:
@@ -218,7 +217,7 @@ def score_cmd(file: str, grammar: str, start: str, reference: str | None, column
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     g = load_grammar(grammar, start=start, on_notice=_notice)
-    # A bar only where checking takes a while (workers start at the same size) and on a terminal;
+    # A bar only on a terminal and where checking may take a while (long enough to see);
     # redrawn by the callback, not by a refresh thread: the workers are forked, and a thread
     # holding stderr's lock at that moment would leave the lock held in every worker.
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -226,7 +225,7 @@ def score_cmd(file: str, grammar: str, start: str, reference: str | None, column
         tasks: dict[str, Any] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
-            if total >= SCORE_PARALLEL_MIN:
+            if total >= 500:
                 if stage not in tasks:
                     tasks[stage] = bar.add_task(f"checking ({stage})", total=total)
                 bar.update(tasks[stage], completed=done, refresh=True)

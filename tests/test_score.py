@@ -189,8 +189,12 @@ def test_workers_give_the_same_report(monkeypatch, tmp_path, grammar):
     invalid examples (first lines, columns, expected terminals) as one process."""
     from gumbelseq.lang import score as score_module
 
-    monkeypatch.setattr(score_module, "PARALLEL_MIN", 10)
-    monkeypatch.setattr(score_module, "BATCH", 7)
+    for name in ("PARALLEL_MIN", "EARLEY_PARALLEL_MIN"):
+        monkeypatch.setattr(score_module, name, 10)
+    for name in ("BATCH", "EARLEY_BATCH"):
+        monkeypatch.setattr(score_module, name, 7)
+    seen = []
+    monkeypatch.setattr(score_module, "map_batches", _spy(score_module.map_batches, seen))
     rnd = random.Random(3)
     lines = ["".join(rnd.choice("x+*( )") for _ in range(rnd.randint(0, 9))) for _ in range(300)]
     p = tmp_path / "s.txt"
@@ -199,6 +203,15 @@ def test_workers_give_the_same_report(monkeypatch, tmp_path, grammar):
     one, two = (score_file(p, g, workers=w, show_invalid=1000) for w in (1, 3))
     assert 0 < one.valid < one.total
     assert one.to_dict() == two.to_dict()
+    assert seen == [(1, 7, 10), (3, 7, 10)]  # both grammars' own sizes, patched
+
+
+def _spy(fn, seen):
+    def spy(f, items, workers, *, batch, min_parallel, progress=None):
+        seen.append((workers, batch, min_parallel))
+        return fn(f, items, workers, batch=batch, min_parallel=min_parallel, progress=progress)
+
+    return spy
 
 
 def test_a_worker_that_dies_is_one_error(monkeypatch, tmp_path):

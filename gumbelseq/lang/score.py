@@ -31,6 +31,9 @@ CHUNK_BYTES = 1 << 20
 BATCH = 5000
 #: Below this many distinct samples one process is faster than starting workers.
 PARALLEL_MIN = MIN_ITEMS
+#: The same for an Earley grammar, whose parses take milliseconds each, not microseconds.
+EARLEY_BATCH = 100
+EARLEY_PARALLEL_MIN = 500
 
 #: Longest sample parsed with an Earley grammar (one LALR(1) cannot take). Earley time grows
 #: faster than the length (an unambiguous grammar: ~0.3 s at 1000 characters, ~4 s at 10000;
@@ -256,14 +259,19 @@ def score_distinct(
 def check_strings(grammar: Grammar, strings: list[str], workers: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> list[Validation | None]:
     """``grammar.validate`` of each string, ``None`` for a valid one; in ``workers`` forked
-    processes (default: one per usable CPU) when there are at least ``PARALLEL_MIN``.
+    processes (default: one per usable CPU) when there are at least ``PARALLEL_MIN``
+    (``EARLEY_PARALLEL_MIN`` for an Earley grammar).
 
     Scoring model output needs no workers (few distinct strings, many repeats), but a data set
     does: MOSES's 176,074 distinct test SMILES take 11 s in one process on a 2-core EPYC."""
     if workers is None:
         workers = usable_cpus()
     try:
-        return map_batches(partial(_check_batch, grammar), strings, workers, batch=BATCH, min_parallel=PARALLEL_MIN,
+        if grammar.algorithm == "lalr":
+            batch, least = BATCH, PARALLEL_MIN
+        else:
+            batch, least = EARLEY_BATCH, EARLEY_PARALLEL_MIN
+        return map_batches(partial(_check_batch, grammar), strings, workers, batch=batch, min_parallel=least,
                            progress=progress)
     except WorkersStopped:
         raise GumbelseqError("checking the samples against the grammar failed: a worker process stopped"
