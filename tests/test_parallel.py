@@ -110,6 +110,16 @@ def test_a_ctrl_c_while_workers_start_is_raised_here_once_all_are_started(monkey
     after-fork hooks, or printed half a traceback from a spawned worker."""
     import multiprocessing
 
+    # Python's own Ctrl-C handler, whatever this test run inherited (a background job starts
+    # with SIGINT ignored, and Python then leaves it so).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _start_with_a_ctrl_c(monkeypatch, multiprocessing, context)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _start_with_a_ctrl_c(monkeypatch, multiprocessing, context):
     procs = []
     cls = type(multiprocessing.get_context(context).Process())
     real_start = cls.start
