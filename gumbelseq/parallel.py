@@ -72,6 +72,15 @@ def parallel_map(
     # instruction: a Ctrl-C then waits until this process has them all, and is raised here.
     # Otherwise it could land in a spawned worker still unpickling its setup (a half-printed
     # traceback), or in the standard library's after-fork hooks here, which drop it.
+    if context != "fork":
+        # Spawned workers need multiprocessing's resource tracker, and starting it unblocks
+        # SIGINT here (a held Ctrl-C would then be dropped): start it first.
+        try:
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()
+        except (OSError, ImportError):
+            return None
     old_mask = _hold_sigint()
     try:
         try:
