@@ -1,17 +1,18 @@
 """Jobs split across worker processes, results in job order: ``parallel_map``.
 
 ``data --workers`` (blocks of strings), ``score``'s grammar check and ``score --validator``
-(batches of samples, ``map_batches``) hand independent jobs to worker processes. Each worker gets a fixed share of the jobs (each job
-to the worker with the least weight so far), builds what it needs once (``setup``), and sends
-each result down its own pipe as soon as it has it; the caller reads the pipes as results come
-and yields them in job order. Nothing runs in threads: ``ProcessPoolExecutor``'s feeder and
+(batches of samples, ``map_batches``) hand independent jobs to worker processes. Each worker
+gets a fixed share of the jobs (each job to the worker with the least weight so far), builds
+what it needs once (``setup``), and sends each result down its own pipe as soon as it has it;
+the caller reads the pipes as results come and yields them in job order. Nothing runs in threads: ``ProcessPoolExecutor``'s feeder and
 manager threads could hang its shutdown after Ctrl-C on a loaded machine, and its shutdown
 waits for every queued job (a Ctrl-C of ``score`` over 1.6 million molecules went on for
 minutes).
 
 Stopping: on Ctrl-C (or any error) the caller terminates its workers at once; the workers
 ignore SIGINT themselves (a terminal sends it to the whole process group, and the caller
-decides), and on Linux they are killed with their caller if it is killed (``kill -9``).
+decides), and on Linux they are killed with their caller if it is killed (``kill -9``). A
+Ctrl-C while they start is held until all have started (``_hold_sigint``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,6 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .errors import GumbelseqError, first_line
 from .parent_death import stop_with_parent
-
-
-#: Items below which ``map_batches``'s callers (``score``'s grammar check) stay in one process:
-#: starting workers costs more than they save.
-MIN_ITEMS = 20000
 
 
 class WorkersStopped(GumbelseqError):
@@ -105,9 +101,11 @@ def parallel_map(
 def _hold_sigint() -> Any:
     """Block SIGINT in this process (it stays pending: Linux keeps a blocked signal even while
     ignored) and ignore it, a disposition children keep across fork and exec (a spawned Python
-    starts with it). None where that cannot be done: no signal masks (Windows), or not the main
-    thread (only it may set handlers)."""
+    starts with it). None where that cannot be done: no signal masks (Windows), not the main
+    thread (only it may set handlers), or a handler Python did not set."""
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is None:  # a handler set outside Python: it could not be put back
         return None
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     return mask, signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -20,7 +20,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 from ..cpus import usable_cpus
 from ..errors import GumbelseqError, InputFileError
-from ..parallel import MIN_ITEMS, WorkersStopped, map_batches
+from ..parallel import WorkersStopped, map_batches
 from .grammar import Grammar, Validation
 from ..inputs import CSV, decode_line, input_format, iter_samples, open_lines, strip_sample
 from .language import COUNT_MAX_LEN, Language
@@ -30,7 +30,7 @@ CHUNK_BYTES = 1 << 20
 #: Distinct samples per batch handed to a worker process by ``check_strings``.
 BATCH = 5000
 #: Below this many distinct samples one process is faster than starting workers.
-PARALLEL_MIN = MIN_ITEMS
+PARALLEL_MIN = 20000
 #: The same for an Earley grammar, whose parses take milliseconds each, not microseconds.
 EARLEY_BATCH = 100
 EARLEY_PARALLEL_MIN = 500
