@@ -110,12 +110,14 @@ def test_a_ctrl_c_while_workers_start_is_raised_here_once_all_are_started(monkey
     after-fork hooks, or printed half a traceback from a spawned worker."""
     import multiprocessing
 
-    # Python's own Ctrl-C handler, whatever this test run inherited (a background job starts
-    # with SIGINT ignored, and Python then leaves it so).
+    # Python's own Ctrl-C handler and SIGINT unblocked, whatever this test run inherited (a
+    # background job starts with SIGINT ignored, and Python then leaves it so).
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         _start_with_a_ctrl_c(monkeypatch, multiprocessing, context)
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, previous)
 
 
