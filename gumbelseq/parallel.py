@@ -102,13 +102,26 @@ def _hold_sigint() -> Any:
     """Block SIGINT in this process (it stays pending: Linux keeps a blocked signal even while
     ignored) and ignore it, a disposition children keep across fork and exec (a spawned Python
     starts with it). None where that cannot be done: no signal masks (Windows), not the main
-    thread (only it may set handlers), or a handler Python did not set."""
+    thread (only it may set handlers), a handler Python did not set, or other threads (the
+    ``score`` and ``data`` commands run none)."""
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         return None
     if signal.getsignal(signal.SIGINT) is None:  # a handler set outside Python: it could not be put back
         return None
+    if not _single_threaded():
+        # Another thread (torch's OpenMP pool, say) that does not block SIGINT would take the
+        # Ctrl-C while it is ignored, and it would be lost: leave SIGINT alone then.
+        return None
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     return mask, signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _single_threaded() -> bool:
+    """Whether this process runs one thread, native ones included (Linux); False when unknown."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def _release_sigint(held: Any) -> None:

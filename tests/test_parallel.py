@@ -103,41 +103,50 @@ def _sigint_setup(_):
     return lambda job: (job, signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
 
 
+CTRL_C_AT_START = """
+import multiprocessing, os, signal, sys
+from gumbelseq.parallel import parallel_map
+import test_parallel
+
+procs = []
+cls = type(multiprocessing.get_context(sys.argv[1]).Process())
+real_start = cls.start
+
+def start(self):
+    procs.append(self)
+    os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C, in the middle of the starts
+    real_start(self)
+
+cls.start = start
+if __name__ == "__main__":
+    try:
+        parallel_map(test_parallel._sigint_setup, (None,), list(range(4)), 2, context=sys.argv[1])
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=10)
+        print("interrupted after", len(procs), "starts; exit codes known:", all(p.exitcode is not None for p in procs))
+    else:
+        print("not interrupted")
+"""
+
+
 @pytest.mark.parametrize("context", ["fork", "spawn"])
-def test_a_ctrl_c_while_workers_start_is_raised_here_once_all_are_started(monkeypatch, context):
+def test_a_ctrl_c_while_workers_start_is_raised_here_once_all_are_started(tmp_path, context):
     """Ctrl-C during the starts: held (blocked) here until every worker exists, then raised here,
     and the workers, which ignore it, are stopped. It had been lost in the standard library's
-    after-fork hooks, or printed half a traceback from a spawned worker."""
-    import multiprocessing
+    after-fork hooks, or printed half a traceback from a spawned worker. Run in a fresh
+    single-threaded process with Python's own SIGINT handler, as the commands are."""
+    import subprocess
+    import sys
 
-    # Python's own Ctrl-C handler and SIGINT unblocked, whatever this test run inherited (a
-    # background job starts with SIGINT ignored, and Python then leaves it so).
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    try:
-        _start_with_a_ctrl_c(monkeypatch, multiprocessing, context)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        signal.signal(signal.SIGINT, previous)
-
-
-def _start_with_a_ctrl_c(monkeypatch, multiprocessing, context):
-    procs = []
-    cls = type(multiprocessing.get_context(context).Process())
-    real_start = cls.start
-
-    def start(self):
-        procs.append(self)
-        os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C, in the middle of the starts
-        real_start(self)
-
-    monkeypatch.setattr(cls, "start", start)
-    with pytest.raises(KeyboardInterrupt):
-        parallel_map(_sigint_setup, (None,), list(range(4)), 2, context=context)
-    assert len(procs) == 2
-    for p in procs:
-        p.join(timeout=10)
-        assert p.exitcode is not None
+    script = tmp_path / "ctrl_c_at_start.py"
+    script.write_text(CTRL_C_AT_START)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, str(script), context], capture_output=True, text=True, timeout=60, env=env,
+                       preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
+                                           signal.pthread_sigmask(signal.SIG_SETMASK, set())))
+    assert r.stdout.strip() == "interrupted after 2 starts; exit codes known: True", (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
