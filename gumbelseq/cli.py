@@ -210,14 +210,16 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
 @domain_errors
 def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, reference_column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], workers: int, as_json: bool) -> None:
     """Score a sample file (one sample per line; FILE may be - for stdin; .csv and .gz files too)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .lang.score import EARLEY_PARALLEL_MIN
     from .validators import score_file_validated
 
     _check_column(column, file, reference)
     _check_column(reference_column, reference, flag="--reference-column")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     g = load_grammar(grammar, start=start, on_notice=_notice)
-    # A bar only on a terminal and where checking may take a while (long enough to see);
+    # A bar only on a terminal and where checking may take a while (as many samples as make an
+    # Earley grammar's check go to workers);
     # redrawn by the callback, not by a refresh thread: the workers are forked, and a thread
     # holding stderr's lock at that moment would leave the lock held in every worker.
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -225,7 +227,7 @@ def score_cmd(file: str, grammar: str, start: str, reference: str | None, column
         tasks: dict[str, Any] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
-            if total >= 500:
+            if total >= EARLEY_PARALLEL_MIN:
                 if stage not in tasks:
                     tasks[stage] = bar.add_task(f"checking ({stage})", total=total)
                 bar.update(tasks[stage], completed=done, refresh=True)

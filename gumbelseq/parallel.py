@@ -4,10 +4,10 @@
 (batches of samples, ``map_batches``) hand independent jobs to worker processes. Each worker
 gets a fixed share of the jobs (each job to the worker with the least weight so far), builds
 what it needs once (``setup``), and sends each result down its own pipe as soon as it has it;
-the caller reads the pipes as results come and yields them in job order. Nothing runs in threads: ``ProcessPoolExecutor``'s feeder and
-manager threads could hang its shutdown after Ctrl-C on a loaded machine, and its shutdown
-waits for every queued job (a Ctrl-C of ``score`` over 1.6 million molecules went on for
-minutes).
+the caller reads the pipes as results come and yields them in job order. Nothing runs in
+threads: ``ProcessPoolExecutor``'s feeder and manager threads could hang its shutdown after
+Ctrl-C on a loaded machine, and its shutdown waits for every queued job (a Ctrl-C of ``score``
+over 1.6 million molecules went on for minutes).
 
 Stopping: on Ctrl-C (or any error) the caller terminates its workers at once; the workers
 ignore SIGINT themselves (a terminal sends it to the whole process group, and the caller

@@ -266,11 +266,11 @@ def check_strings(grammar: Grammar, strings: list[str], workers: int | None = No
     does: MOSES's 176,074 distinct test SMILES take 11 s in one process on a 2-core EPYC."""
     if workers is None:
         workers = usable_cpus()
+    if grammar.algorithm == "lalr":
+        batch, least = BATCH, PARALLEL_MIN
+    else:
+        batch, least = EARLEY_BATCH, EARLEY_PARALLEL_MIN
     try:
-        if grammar.algorithm == "lalr":
-            batch, least = BATCH, PARALLEL_MIN
-        else:
-            batch, least = EARLEY_BATCH, EARLEY_PARALLEL_MIN
         return map_batches(partial(_check_batch, grammar), strings, workers, batch=batch, min_parallel=least,
                            progress=progress)
     except WorkersStopped:
