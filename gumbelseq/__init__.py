@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
-from .errors import GumbelseqError  # noqa: E402
-from .lang.grammar import Grammar, Validation, builtin_grammars, load_grammar  # noqa: E402
+__version__ = "0.1.0"
 
 __all__ = [
     "GumbelseqError",
@@ -15,3 +14,31 @@ __all__ = [
     "load_grammar",
     "__version__",
 ]
+
+# Loaded on first use (PEP 562), not at import: the grammar layer pulls in Lark, and the
+# console script must be able to answer a Ctrl-C before that (see ``entry_point``).
+_LAZY = {
+    "GumbelseqError": "errors",
+    "Grammar": "lang.grammar",
+    "Validation": "lang.grammar",
+    "builtin_grammars": "lang.grammar",
+    "load_grammar": "lang.grammar",
+}
+
+if TYPE_CHECKING:
+    from .errors import GumbelseqError
+    from .lang.grammar import Grammar, Validation, builtin_grammars, load_grammar
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

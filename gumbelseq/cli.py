@@ -25,7 +25,16 @@ from .errors import GumbelseqError, InputFileError
 from .lang.grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
 from .model.rundir import MAX_LEN_LIMIT  # torch-free
 
-out = Console(highlight=False, soft_wrap=True)
+class _ResultsConsole(Console):
+    """Rich exits 1 itself when the reader of stdout leaves; hand that to ``_Main.invoke``, which
+    treats it the same for every command."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+out = _ResultsConsole(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # a notice stays one line
 
 
@@ -86,7 +95,7 @@ def _check_column(column: str | None, *paths: str | None, flag: str = "--column"
 
 
 #: Errors writing the results to stdout that are the output's fault, not the program's (a
-#: closed pipe, EPIPE, is click's to handle: a silent exit).
+#: pipe whose reader left, EPIPE, is not an error: see ``_reader_left``).
 _STDOUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS, errno.EBADF}
 
 
@@ -111,8 +120,30 @@ class _ClosedStdout:
         raise io.UnsupportedOperation("standard output is closed")
 
 
+def _reader_left() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (``gumbelseq score big.txt | head``).
+
+    Asked of the descriptor itself because an EPIPE can also come from a pipe to a worker."""
+    import select
+
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # POLLERR is always reported
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    return False
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null: buffered results would fail again when Python flushes at exit."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 class _Main(click.Group):
-    """The command group, which also turns a failed write to stdout into one line."""
+    """The command group, which also turns a failed write to stdout into one line, and a
+    reader that stopped reading (``| head``) into a quiet exit 0, like ``data``'s and ``sample``'s
+    (click's own handling exits 1 for some commands and 0 for others, depending on buffering)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         if sys.stdout is None:
@@ -123,12 +154,12 @@ class _Main(click.Group):
                 sys.stdout.flush()  # here, not at exit, so that a full device is reported
             return result
         except OSError as e:
+            if e.errno == errno.EPIPE and e.filename is None and _reader_left():
+                _silence_stdout()
+                raise click.exceptions.Exit(0) from None
             if e.errno not in _STDOUT_ERRNOS or e.filename is not None:
                 raise
-            # Buffered results would fail again when Python flushes stdout at exit.
-            with contextlib.suppress(OSError, ValueError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
+            _silence_stdout()
             raise click.ClickException(f"-: cannot write the results to standard output: {e.strerror}") from None
 
 

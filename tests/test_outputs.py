@@ -342,3 +342,19 @@ def test_cli_with_stdout_closed_still_writes_its_output_file(tmp_path):
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: os.close(1))
     assert r.returncode == 0, r.stderr
     assert len((tmp_path / "d.txt").read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize("args", [("grammars",), ("grammars", "--json"), ("data", "-n", "20000"), ("score", "s.txt"),
+                                  ("score", "s.txt", "--json"), ("backends",)])
+def test_cli_results_to_a_reader_that_left_are_a_quiet_exit_0(tmp_path, args):
+    """``gumbelseq score big.txt | head -1``: the reader leaving is not the program's failure.
+    Rich exited 1 for tables, plain writes 0: now every command exits 0 and says nothing."""
+    (tmp_path / "s.txt").write_text("1+1\n" * 50)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the first write: EPIPE every time, no race with a reader
+    try:
+        r = subprocess.run([sys.executable, "-m", "gumbelseq", *args], cwd=tmp_path, stdout=write_end,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (r.returncode, r.stderr) == (0, "")
