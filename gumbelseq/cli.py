@@ -375,7 +375,7 @@ def datasets_fetch_cmd(name: str, wheel: str | None) -> None:
 
 plugins_dir_option = click.option(
     "--plugins-dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(),  # a file here is the registry's one Error line, as a missing folder is
     envvar="GUMBELSEQ_PLUGINS_DIR",
     default=None,
     help="Also load loose *.py plugin files from this directory [env: GUMBELSEQ_PLUGINS_DIR].",

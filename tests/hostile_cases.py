@@ -396,6 +396,13 @@ def build_cases() -> list[Case]:
     add(Case("plugin-create-raises-train", write("Q/badcreate.py", CREATE_RAISES),
              ["train", "--backend", "bad", "--plugins-dir", "Q", "--iterations", "1"], must_mention=("badcreate",)))
 
+    # A file or a missing folder as --plugins-dir: the same one Error line (exit 1) for both.
+    for argv in (["backends"], ["train", *TINY_MLE, "--out", "run"], SAMPLE):
+        add(Case(f"plugins-dir-is-a-file-{argv[0]}", seq(copy("RUN"), write("P", "not a folder\n")),
+                 [*argv, "--plugins-dir", "P"], must_mention=("P: plugins dir is not a directory",)))
+        add(Case(f"plugins-dir-missing-{argv[0]}", copy("RUN"), [*argv, "--plugins-dir", "P"],
+                 must_mention=("P: plugins dir is not a directory",)))
+
     # -- $GUMBELSEQ_HOME ----------------------------------------------------------------------
     add(Case("home-is-regular-file-sample", write_home(None, b"not a folder\n"), ["sample"]))
     add(Case("home-is-regular-file-train", write_home(None, b"not a folder\n"), ["train", "--iterations", "1"]))
