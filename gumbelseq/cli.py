@@ -18,6 +18,7 @@ from typing import Any, Callable
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .cpus import usable_cpus
@@ -34,12 +35,14 @@ class _ResultsConsole(Console):
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
-out = _ResultsConsole(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # a notice stays one line
+# markup=False: what these print holds the user's text (samples, file names, grammar paths), and
+# Rich would read "[nH]" or "[/]" in it as a style tag, dropping it or raising MarkupError.
+out = _ResultsConsole(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # a notice stays one line
 
 
 def _notice(msg: str) -> None:
-    err.print(f"[yellow]note:[/] {msg}", markup=True, highlight=False)
+    err.print(Text.assemble(("note:", "yellow"), " ", msg))
 
 
 def domain_errors(fn: Callable) -> Callable:
@@ -583,7 +586,7 @@ def _sweep_table(spec: Any, results: list, title: str) -> Table:
     now = time.time()
     for r in results:
         secs = r.seconds if r.seconds is not None else (now - r.started if r.state == "running" and r.started else None)
-        state = {"complete": "[green]complete[/]", "failed": "[red]failed[/]", "interrupted": "[yellow]interrupted[/]"}.get(r.state, r.state)
+        state = Text(r.state, style={"complete": "green", "failed": "red", "interrupted": "yellow"}.get(r.state, ""))
         cells = [str(r.number), *(str(r.params.get(n, "-")) for n in names), str(r.seed), state,
                  _sweep_value(spec.metric, r.value if r.value is not None else r.metrics.get(spec.metric)),
                  *(_sweep_value(m, r.metrics.get(m)) for m in extra), "-" if secs is None else f"{secs:.1f}"]

@@ -137,3 +137,42 @@ def test_score_workers_same_json(runner, tmp_path, monkeypatch):
     assert outs[0]["valid"] == 160 and outs[0] == outs[1] == outs[2]
     r = runner.invoke(main, ["score", str(f), "--workers", "-1"])
     assert r.exit_code == 2 and "--workers" in r.output
+
+
+def test_user_text_is_printed_as_written_not_read_as_markup(runner, tmp_path, monkeypatch):
+    """Rich read "[nH]" in a SMILES sample, or "[/]" in a file name, as a style tag: the first
+    vanished from the invalid-samples table, the second raised MarkupError (a traceback)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "[").mkdir()
+    (tmp_path / "[/]m.txt").write_text("c1cc[nH]c1(\nC[@H](\n[bold]x[/bold]\n")
+    r = runner.invoke(main, ["score", "[/]m.txt", "-g", "smiles"])
+    assert r.exit_code == 0, r.output
+    assert "'c1cc[nH]c1('" in r.stdout and "'C[@H]('" in r.stdout and "'[bold]x[/bold]'" in r.stdout
+    assert "[/]m.txt against grammar smiles" in r.stdout
+    # A notice naming a user's grammar path (the Earley fall-back), with --json.
+    (tmp_path / "[/]a.lark").write_text('start: x\nx: "a" | x "+" x\n')
+    r = runner.invoke(main, ["score", "[/]m.txt", "-g", "[/]a.lark", "--json"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.startswith("note: [/]a.lark: ") and json.loads(r.stdout)["total"] == 3
+    r = runner.invoke(main, ["data", "-n", "2", "-o", "[/]o.txt"])
+    assert (r.exit_code, r.stderr) == (0, "wrote 2 strings to [/]o.txt\n")
+    monkeypatch.setenv("GUMBELSEQ_HOME", str(tmp_path / "[" / "[red]h"))
+    r = runner.invoke(main, ["datasets", "list"])
+    assert r.exit_code == 0 and r.exception is None, r.output  # the path cell raised MarkupError
+
+
+def test_training_progress_shows_a_run_path_as_written():
+    import io
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from gumbelseq.model.progress import RichProgress
+
+    console = Console(file=io.StringIO(), force_terminal=False, width=200)
+    p = RichProgress(console, label="[/]run")  # `train --resume '[/]run'` labels the bar with the path
+    p.on_start(Path("[/]run"), 10, 3, None)
+    p.on_step(4, {"loss": 1.0})
+    p.on_end(4, False)
+    lines = console.file.getvalue().splitlines()
+    assert lines[0] == "resuming [/]run at iteration 3/10" and lines[-1].startswith("[/]run "), lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .backend import Backend
@@ -31,7 +32,7 @@ class RichProgress(Callback):
 
     def on_start(self, run_dir: Path, total: int, start: int, config: TrainConfig) -> None:
         self.progress = Progress(
-            TextColumn(f"[bold]{self.label or 'train'}[/]"),
+            TextColumn(f"[bold]{escape(self.label or 'train')}[/]"),  # the label may be a user's path
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
@@ -45,9 +46,9 @@ class RichProgress(Callback):
         # Printed here, once the run is loaded, so that a run that fails to start prints
         # nothing but its one error line.
         if start:
-            self.console.print(f"resuming {run_dir} at iteration {start}/{total}")
+            self.console.print(f"resuming {run_dir} at iteration {start}/{total}", markup=False, highlight=False)
         else:
-            self.console.print(f"run directory: {run_dir}")
+            self.console.print(f"run directory: {run_dir}", markup=False, highlight=False)
 
     def on_step(self, iteration: int, metrics: dict[str, float]) -> None:
         shown = self.shown or tuple(metrics)
