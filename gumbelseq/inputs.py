@@ -35,21 +35,49 @@ TEXT, CSV = "text", "csv"
 DEFAULT_CSV_COLUMN = "SMILES"
 
 
+class _CheckedRead(io.RawIOBase):
+    """The bytes of an opened input, with a failure to read them (EIO from a disk, EINVAL from
+    a /proc file that opens but cannot be read) turned into a one-line ``InputFileError``
+    naming the input: an OSError without a file name reads as a failure to write stdout."""
+
+    def __init__(self, raw: BinaryIO, source: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        try:
+            return self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        except OSError as e:
+            raise InputFileError(f"{self._source}: cannot read it ({e.strerror or first_line(e)})") from None
+
+    def close(self) -> None:
+        if not self.closed and self._raw is not getattr(sys.stdin, "buffer", None):
+            self._raw.close()
+        super().close()
+
+
 def open_binary(path: str | Path, what: str = "file") -> BinaryIO:
-    """Open ``path`` for reading bytes; ``-`` is standard input."""
+    """Open ``path`` for reading bytes; ``-`` is standard input. A read that fails later is a
+    one-line ``InputFileError`` naming ``path``."""
     if str(path) == "-":
         if sys.stdin is None or sys.stdin.closed:  # run with stdin closed (``<&-``)
             raise InputFileError("-: standard input is closed")
-        return sys.stdin.buffer
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"{path}: no such {what}")
-    if p.is_dir():
-        raise InputFileError(f"{path}: is a directory, not a {what}")
-    try:
-        return open(p, "rb")
-    except OSError as e:
-        raise InputFileError(f"{path}: {e.strerror}") from None
+        raw: BinaryIO = sys.stdin.buffer
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise InputFileError(f"{path}: no such {what}")
+        if p.is_dir():
+            raise InputFileError(f"{path}: is a directory, not a {what}")
+        try:
+            raw = open(p, "rb", buffering=0)  # type: ignore[assignment]
+        except OSError as e:
+            raise InputFileError(f"{path}: {e.strerror}") from None
+    return io.BufferedReader(_CheckedRead(raw, str(path)), buffer_size=1 << 16)  # type: ignore[return-value]
 
 
 def decode_line(raw: bytes, source: str, line: int) -> str:

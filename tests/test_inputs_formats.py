@@ -230,3 +230,16 @@ def test_two_columns_with_the_asked_name_are_refused(tmp_path, column):
         list(iter_samples(path, column=column))
     # Another column of the same file is still readable.
     assert [s for _, s in iter_samples(path, column="id")] == ["1"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("args", [["score", "/proc/self/mem"], ["score", "s.txt", "--reference", "/proc/self/mem"],
+                                  ["score", "/proc/self/clear_refs"], ["data", "-g", "/proc/self/clear_refs"]])
+def test_an_input_that_opens_but_cannot_be_read_is_one_line_naming_it(tmp_path, args):
+    """/proc/self/mem opens and then fails to read (EIO): that was reported as a failure to
+    write stdout; /proc/self/clear_refs (EINVAL) was a traceback."""
+    (tmp_path / "s.txt").write_text("x\n")
+    r = subprocess.run([sys.executable, "-m", "gumbelseq", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    path = next(a for a in args if a.startswith("/proc"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith(f"Error: {path}: cannot read it ("), r.stderr
