@@ -80,15 +80,16 @@ def open_binary(path: str | Path, what: str = "file") -> BinaryIO:
     return io.BufferedReader(_CheckedRead(raw, str(path)), buffer_size=1 << 16)  # type: ignore[return-value]
 
 
-def decode_line(raw: bytes, source: str, line: int) -> str:
+def decode_line(raw: bytes, source: str, line: int, *, strip_bom: bool | None = None) -> str:
     """One line of a one-sample-per-line file: decoded, newline and trailing spaces (the
     padding of fixed-length samples) removed, and on line 1 a byte-order mark (what some
-    Windows editors write first; a CSV header loses it the same way)."""
+    Windows editors write first; a CSV header loses it the same way). ``strip_bom=False``: the
+    caller removed it already."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputFileError(f"{source}:{line}: not valid UTF-8 (column {e.start + 1})") from None
-    if line == 1:
+    if line == 1 if strip_bom is None else strip_bom:
         text = text.removeprefix("\ufeff")
     return strip_sample(text)
 

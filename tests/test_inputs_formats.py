@@ -2,14 +2,18 @@
 --reference) and `train --data`, streaming, with one-line errors naming file:line."""
 
 import gzip
+import io
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gumbelseq.cli import main
 from gumbelseq.errors import InputFileError
@@ -243,3 +247,33 @@ def test_an_input_that_opens_but_cannot_be_read_is_one_line_naming_it(tmp_path, 
     path = next(a for a in args if a.startswith("/proc"))
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith(f"Error: {path}: cannot read it ("), r.stderr
+
+
+def test_a_byte_order_mark_on_a_later_line_equal_to_line_one_stays(tmp_path):
+    """Line 1's bytes stood for every later line equal to them, so their BOM went too."""
+    path = tmp_path / "s.txt"
+    path.write_bytes(b"\xef\xbb\xbfx\n\xef\xbb\xbfx\n")
+    rep = score_file(path, load_grammar("arith"))
+    assert (rep.total, rep.valid, rep.unique) == (2, 1, 2)
+
+
+_LINES = st.sampled_from([b"x", b"x+x", b"\xef\xbb\xbfx", b"\xef\xbb\xbf\xef\xbb\xbfx", b"", b"x  ", b"x\r", b"\xef\xbb\xbf", b"(x)"])
+
+
+@given(st.lists(_LINES, max_size=30), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_the_scorers_byte_path_counts_what_the_line_reader_reads(lines, gz):
+    """``score``'s fast path groups raw bytes before decoding; the line-by-line reader
+    (``iter_samples``) decodes each line on its own: they must agree on every file."""
+    from collections import Counter
+
+    from gumbelseq.lang.score import count_distinct, iter_line_chunks
+
+    data = b"".join(line + b"\n" for line in lines)
+    stream = io.BytesIO(data)
+    counts = {s: c for s, (c, _) in count_distinct(iter_line_chunks(stream), "mem").items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "s.txt.gz" if gz else "s.txt")
+        with open(path, "wb") as f:
+            f.write(gzip.compress(data) if gz else data)
+        assert counts == dict(Counter(s for _, s in iter_samples(path)))

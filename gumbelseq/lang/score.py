@@ -92,11 +92,17 @@ def iter_line_chunks(stream: BinaryIO) -> Iterator[list[bytes]]:
         yield chunk
 
 
+_BOM = "\ufeff".encode()
+
+
 def count_distinct(chunks: Iterable[list[bytes]], source: str) -> dict[str, list[int]]:
     """Map each distinct sample (padding removed) to ``[count, first line]``."""
     raw: dict[bytes, list[int]] = {}
     base = 0
     for chunk in chunks:
+        if base == 0 and chunk and chunk[0].startswith(_BOM):
+            # Only line 1 loses a byte-order mark: its bytes must not stand for a later line's.
+            chunk = [chunk[0][len(_BOM):], *chunk[1:]]
         counts = Counter(chunk)
         new = [k for k in counts if k not in raw]
         if len(new) > 16:
@@ -115,7 +121,7 @@ def count_distinct(chunks: Iterable[list[bytes]], source: str) -> dict[str, list
         base += len(chunk)
     out: dict[str, list[int]] = {}
     for k, (c, line) in raw.items():
-        s = decode_line(k, source, line)
+        s = decode_line(k, source, line, strip_bom=False)
         e2 = out.get(s)
         if e2 is None:
             out[s] = [c, line]
