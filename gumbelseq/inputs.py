@@ -88,10 +88,16 @@ def decode_line(raw: bytes, source: str, line: int, *, strip_bom: bool | None = 
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputFileError(f"{source}:{line}: not valid UTF-8 (column {e.start + 1})") from None
+        raise InputFileError(f"{source}:{line}: not valid UTF-8 (column {char_column(raw, e.start)})") from None
     if line == 1 if strip_bom is None else strip_bom:
         text = text.removeprefix("\ufeff")
     return strip_sample(text)
+
+
+def char_column(data: bytes, bad: int, line_start: int = 0) -> int:
+    """The 1-based column, in characters as the parser's columns count them, of the first
+    undecodable byte ``bad`` of a line starting at ``line_start``: what precedes it decodes."""
+    return len(data[line_start:bad].decode("utf-8")) + 1
 
 
 def strip_sample(text: str) -> str:
@@ -105,7 +111,7 @@ def read_text(path: str | Path, what: str = "file") -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        column = char_column(data, e.start, data.rfind(b"\n", 0, e.start) + 1)
         raise InputFileError(f"{path}:{line}:{column}: not valid UTF-8") from None
 
 
@@ -163,15 +169,23 @@ class _CheckedGunzip(io.RawIOBase):
         self._raw = raw
         self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
         self._source = source
+        # What the file starts with, read ahead: an empty file (which GzipFile reads as empty
+        # data) and a file that is not gzip at all differ from junk after a gzip member.
+        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b"\x1f\x8b"
+        self._head = "empty" if head == b"" else "gzip" if head == b"\x1f\x8b" or len(head) < 2 else "other"
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
+        if self._head == "empty":  # gzip(1) calls it cut short
+            raise InputFileError(f"{self._source}: empty file, not gzip data (the name ends in .gz)")
         try:
             return self._gz.readinto(buffer)
         except gzip.BadGzipFile as e:
             if str(e).startswith("Not a gzipped file"):
+                if self._head == "gzip":
+                    raise InputFileError(f"{self._source}: bytes that are not gzip data after the gzip data") from None
                 raise InputFileError(f"{self._source}: not gzip data (the name ends in .gz)") from None
             raise InputFileError(f"{self._source}: corrupt gzip data ({first_line(e)})") from None
         except EOFError:
@@ -210,7 +224,7 @@ def _decoded(stream: Iterable[bytes], source: str) -> Iterator[str]:
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise InputFileError(f"{source}:{i}: not valid UTF-8 (column {e.start + 1})") from None
+            raise InputFileError(f"{source}:{i}: not valid UTF-8 (column {char_column(raw, e.start)})") from None
 
 
 def iter_csv_column(stream: Iterable[bytes], source: str, column: str | None = None) -> Iterator[tuple[int, str]]:
@@ -222,6 +236,9 @@ def iter_csv_column(stream: Iterable[bytes], source: str, column: str | None = N
     fields than the header, a value spanning several lines, or malformed CSV is an
     ``InputFileError`` naming the line."""
     reader = csv.reader(_decoded(stream, source), strict=True)
+    # A field may be as long as a line of a text file (the csv module's default stops at 128 KiB
+    # and calls the rest malformed); the limit is the module's, so it is put back after.
+    limit = csv.field_size_limit(2**31 - 1)
     try:
         try:
             header = next(reader)
@@ -246,6 +263,8 @@ def iter_csv_column(stream: Iterable[bytes], source: str, column: str | None = N
             yield line, strip_sample(value)
     except csv.Error as e:
         raise InputFileError(f"{source}:{reader.line_num}: malformed CSV ({first_line(e)})") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _pick_column(header: list[str], column: str | None, source: str) -> int:

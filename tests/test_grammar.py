@@ -260,3 +260,17 @@ def test_score_rejects_what_lark_rejects_with_an_ignored_terminal(tmp_path):
     rep = json.loads(r.stdout)
     assert (rep["total"], rep["valid"]) == (4, 2)
     assert "a b" in [e["text"] for e in rep["invalid_examples"]]
+
+
+def test_a_grammar_lark_cannot_load_for_depth_or_a_nul_is_one_line(tmp_path):
+    from gumbelseq.lang.grammar import GrammarSyntaxError
+
+    me = tmp_path / "self.lark"
+    me.write_text('%import .self.start\nstart: "a"\n')
+    with pytest.raises(GrammarSyntaxError, match=r"self\.lark: nests too deeply for Lark to load") as e:
+        load_grammar(str(me))
+    assert "\n" not in str(e.value)
+    nul = tmp_path / "nul.lark"
+    nul.write_text('start: "ab"\n  | "a\0"\n')
+    with pytest.raises(GrammarSyntaxError, match=r"nul\.lark:2:7: a NUL character; a grammar is text$"):
+        load_grammar(str(nul))

@@ -89,7 +89,6 @@ def test_csv_column_choice(tmp_path):
         ("blank.csv", "\nx\n", r"blank\.csv:1: blank line where the CSV header"),
         ("multi.csv", 'SMILES\nx\n"x\n+x"\n', r"multi\.csv:3: the value in column 'SMILES' spans several lines$"),
         ("quote.csv", 'SMILES\nx\n"x+x\n', r"quote\.csv:\d: malformed CSV"),
-        ("huge.csv", "SMILES\n" + "x" * 200_000 + "\n", r"huge\.csv:2: malformed CSV \(field larger than field limit"),
     ],
 )
 def test_bad_csv_is_one_line_with_file_and_line(tmp_path, name, content, message):
@@ -277,3 +276,44 @@ def test_the_scorers_byte_path_counts_what_the_line_reader_reads(lines, gz):
         with open(path, "wb") as f:
             f.write(gzip.compress(data) if gz else data)
         assert counts == dict(Counter(s for _, s in iter_samples(path)))
+
+
+def test_gzip_followed_by_junk_and_an_empty_gz_are_named_for_what_they_are(tmp_path):
+    junk = tmp_path / "junk.gz"
+    junk.write_bytes(gzip.compress(b"x\n") + b"junk")  # gzip(1) reads it and warns
+    with pytest.raises(InputFileError, match=r"junk\.gz: bytes that are not gzip data after the gzip data$"):
+        read_lines(junk)
+    empty = tmp_path / "empty.txt.gz"
+    empty.write_bytes(b"")  # gzip -t: unexpected end of file; it was scored as 0 samples
+    for read in (read_lines, lambda p: score_file(p, load_grammar("arith"))):
+        with pytest.raises(InputFileError, match=r"empty\.txt\.gz: empty file, not gzip data"):
+            read(empty)
+    nothing = tmp_path / "nothing.gz"
+    nothing.write_bytes(gzip.compress(b""))  # a real gzip file of no lines
+    assert read_lines(nothing) == []
+    two = tmp_path / "two.gz"
+    two.write_bytes(gzip.compress(b"x\n") + gzip.compress(b"x+x\n"))
+    assert read_lines(two) == ["x", "x+x"]
+
+
+@pytest.mark.parametrize("name", ["u.txt", "u.csv"])
+def test_an_invalid_utf8_column_counts_characters(tmp_path, name):
+    """The parser's columns count characters; this one counted bytes (5 for the third)."""
+    f = tmp_path / name
+    f.write_bytes(b"SMILES\n" + "éé".encode() + b"\xff\n")
+    with pytest.raises(InputFileError, match=rf"{name}:2: not valid UTF-8 \(column 3\)$"):
+        read_lines(f)
+    g = tmp_path / "g.lark"
+    g.write_bytes('start: "éé'.encode() + b'\xff"\n')
+    with pytest.raises(InputFileError, match=r"g\.lark:1:11: not valid UTF-8$"):
+        load_grammar(str(g))
+
+
+def test_a_csv_field_as_long_as_a_text_line_is_read_and_the_csv_limit_restored(tmp_path):
+    import csv
+
+    f = tmp_path / "big.csv"
+    f.write_text("SMILES\n" + "x" * 200_000 + "\n")  # the csv module's default limit is 131,072
+    before = csv.field_size_limit()
+    assert read_lines(f) == ["x" * 200_000]
+    assert csv.field_size_limit() == before

@@ -252,6 +252,10 @@ def load_grammar(
 
 
 def _build(name: str, shown: str, text: str, start: str, on_notice: Callable[[str], None] | None) -> Grammar:
+    if "\0" in text:  # Lark's own message is a Python tuple about source code
+        at = text.index("\0")
+        line = text.count("\n", 0, at) + 1
+        raise GrammarSyntaxError(f"{shown}:{line}:{at - (text.rfind(chr(10), 0, at) + 1) + 1}: a NUL character; a grammar is text")
     # source_path: Lark resolves a relative ``%import .module.rule`` from this file's folder
     # (for a grammar given as a string it would use the folder of the running script).
     try:
@@ -290,6 +294,11 @@ def _lark(text: str, shown: str, **options) -> Lark:
         raise
     except OSError as e:  # Lark ends a failed %import search with a bare open()
         raise GrammarSyntaxError(_import_error_line(shown, text, e)) from None
+    except RecursionError:
+        raise GrammarSyntaxError(
+            f"{shown}: nests too deeply for Lark to load (a file that %imports itself, or a chain of"
+            " thousands of rules)"
+        ) from None
     except Exception as e:  # noqa: BLE001 - e.g. an assert in Lark's import search
         raise GrammarSyntaxError(_grammar_error_line(shown, e)) from None
 

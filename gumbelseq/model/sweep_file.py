@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import GumbelseqError
-from ..inputs import read_lines
+from ..inputs import char_column, read_lines
 from ..lang.grammar import Grammar, load_grammar
 from . import rundir
 from .options import _field_types
@@ -246,7 +246,7 @@ def _read_file(path: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        column = char_column(data, e.start, data.rfind(b"\n", 0, e.start) + 1)
         raise SweepFileError(f"{path}:{line}:{column}: not valid UTF-8") from None
     if not text.strip():
         raise _fail(path, "empty sweep file")
