@@ -2,6 +2,8 @@ import json
 import os
 import pickle
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -124,8 +126,24 @@ def test_checkpoint_loading_never_executes_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with open(run / "checkpoint.pt", "wb") as f:
         pickle.dump({"iteration": 1, "trainer": _Evil()}, f)
-    with pytest.raises(RunError, match="cannot load checkpoint"):
+    with pytest.raises(RunError, match="not a checkpoint gumbelseq can load safely") as e:
         load_run(run, device="cpu")
+    assert not (tmp_path / "pwned").exists()
+    assert "weights_only" not in str(e.value) and "\n" not in str(e.value)  # no advice to load it unsafely
+    torch.save({"iteration": 1, "trainer": _Evil()}, run / "checkpoint.pt")  # torch's own format
+    with pytest.raises(RunError, match=r"load safely: .*\(.*GLOBAL posix\.system.*\); it is not executed$"):
+        load_run(run, device="cpu")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cli_a_foreign_pickle_checkpoint_is_one_line_without_torchs_warning(tmp_path):
+    run = _start(tmp_path, "r").run_dir
+    with open(run / "checkpoint.pt", "wb") as f:
+        pickle.dump({"iteration": 1, "trainer": _Evil()}, f, protocol=4)  # torch warns about protocol 4
+    for argv in (["sample", "--run", str(run), "-n", "2"], ["train", "--resume", str(run)]):
+        r = subprocess.run([sys.executable, "-m", "gumbelseq", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert r.stderr.startswith(f"Error: {run / 'checkpoint.pt'}: not a checkpoint gumbelseq can load safely")
     assert not (tmp_path / "pwned").exists()
 
 

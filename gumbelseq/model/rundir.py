@@ -21,7 +21,10 @@ import contextlib
 import json
 import math
 import os
+import pickle
+import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -310,7 +313,20 @@ def read_checkpoint(run_dir: str | Path, cfg: TrainConfig) -> dict[str, Any]:
         raise RunError(f"{p}: not a regular file")
     try:
         # RNG states must be CPU tensors; modules and optimisers move theirs when loading.
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        # torch warns about a foreign pickle protocol before it refuses: the refusal says it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message advises loading with weights_only=False: never, for a file that may
+        # be hostile. The paragraph that names what it refused (a global, an opcode) is kept.
+        parts = [ln.strip() for ln in str(e).split("\n\n") if ln.strip()]
+        named = [ln for ln in parts if re.search(r"unsupported|Unsupported|GLOBAL|opcode", ln) and "weights_only" not in ln]
+        what = " ".join(named[0].split())[:200] if named else ""
+        raise RunError(
+            f"{p}: not a checkpoint gumbelseq can load safely: it holds something other than tensors and plain"
+            f" data{f' ({what})' if what else ''}; it is not executed"
+        ) from None
     except Exception as e:  # truncated, foreign or malicious: one line, never a traceback
         raise RunError(f"{p}: cannot load checkpoint ({type(e).__name__}: {first_line(e)})") from None
     if not isinstance(ckpt, dict):
