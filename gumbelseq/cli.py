@@ -478,6 +478,9 @@ def train_cmd(
                                  plugins_dir=plugins_dir, remember=True, on_notice=_notice)
     else:
         _check_column(column, data)
+        if data is not None and ctx.get_parameter_source("data_size") is not ParameterSource.DEFAULT:
+            raise click.UsageError("--data-size is the number of strings drawn from the grammar; with --data the"
+                                   " file's strings are the data (drop one of them)")
         options: dict[str, object] = dict(parse_pairs(opts))
         if iterations is not None:
             options["iterations"] = iterations
@@ -488,7 +491,7 @@ def train_cmd(
             backend=backend,
             out_dir=out_dir,
             options=options,
-            data=_training_data(data, column) if data else None,
+            data=_training_data(data, column) if data is not None else None,  # --data '' is a missing file
             data_source=data,
             n_data=data_size,
             max_len=max_len,

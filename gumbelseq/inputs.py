@@ -68,6 +68,8 @@ def open_binary(path: str | Path, what: str = "file") -> BinaryIO:
             raise InputFileError("-: standard input is closed")
         raw: BinaryIO = sys.stdin.buffer
     else:
+        if str(path) == "":  # Path("") is the current folder
+            raise InputFileError(f"'': an empty path names no {what}")
         p = Path(path)
         if not p.exists():
             raise InputFileError(f"{path}: no such {what}")

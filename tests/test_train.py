@@ -225,3 +225,33 @@ def test_train_with_another_start_rule_and_resume(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["train", "--resume", str(run), "--start", "other"])
     assert r.exit_code == 2 and "drop --start" in r.output
+
+
+def test_data_with_a_space_and_the_visible_pad_trains_with_another_pad(tmp_path):
+    """A space makes the pad "␣"; data holding both was refused with a message about a
+    'settings' key that the user never wrote."""
+    from gumbelseq.model.vocab import Vocabulary
+
+    vocab = Vocabulary.from_strings(["x x", "x\u2423x"])
+    assert vocab.pad not in vocab.chars and vocab.pad == "\u00b7"
+    assert Vocabulary.from_strings(["ab"]).pad == " " and Vocabulary.from_strings(["a b"]).pad == "\u2423"
+    (tmp_path / "d.txt").write_text("x x\nx\u2423x\n" * 5, encoding="utf-8")
+    r = CliRunner().invoke(main, ["train", "-b", "mle-lstm", "--iterations", "2", "--data", str(tmp_path / "d.txt"),
+                                  "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["vocab"]["pad"] == "\u00b7"
+    r = CliRunner().invoke(main, ["sample", "--run", str(tmp_path / "run"), "-n", "3"])
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 3, r.output
+
+
+def test_cli_train_refuses_an_empty_data_path_and_data_size_with_data(tmp_path):
+    """`--data ''` trained on the grammar's strings; `--data-size` beside `--data` was ignored."""
+    (tmp_path / "t.txt").write_text("x\nx+x\n")
+    base = ["train", "-b", "mle-lstm", "--iterations", "2", "--out", str(tmp_path / "run")]
+    r = CliRunner().invoke(main, [*base, "--data", ""])
+    assert (r.exit_code, r.stderr) == (1, "Error: '': an empty path names no data file\n")
+    r = CliRunner().invoke(main, [*base, "--data", str(tmp_path / "t.txt"), "--data-size", "10"])
+    assert r.exit_code == 2 and "--data-size is the number of strings drawn from the grammar" in r.stderr
+    r = CliRunner().invoke(main, ["data", "-g", ""])
+    assert r.exit_code == 1 and r.stderr.startswith("Error: an empty grammar name; built-in grammars: ")
+    assert not (tmp_path / "run").exists()

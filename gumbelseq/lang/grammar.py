@@ -241,6 +241,8 @@ def load_grammar(
         name, shown = path.stem, spec
     else:
         known = {g.name: g for g in builtin_grammars()}
+        if not spec:
+            raise UnknownGrammarError(f"an empty grammar name; built-in grammars: {', '.join(sorted(known))}, or a .lark file")
         if spec not in known:
             raise UnknownGrammarError(
                 f"unknown grammar {spec!r}; built-in grammars: {', '.join(sorted(known))}"

@@ -28,8 +28,13 @@ class Vocabulary:
     def from_strings(cls, strings: Iterable[str]) -> "Vocabulary":
         # One join and one set: a set per string took 30 s on MOSES's 1.6 million lines.
         chars = sorted(set("".join(strings)))
-        # The paper pads with a space; a corpus that uses spaces itself gets a visible pad.
-        pad = " " if " " not in chars else "\u2423"
+        # The paper pads with a space; a corpus that uses spaces itself gets a visible pad, and
+        # one that uses that too the first of a few more (then a private-use character).
+        taken = set(chars)
+        candidates = (" ", "\u2423", "\u00b7", "_", *map(chr, range(0xE000, 0xF900)))
+        pad = next((c for c in candidates if c not in taken), None)
+        if pad is None:
+            raise InputFileError("data: every candidate pad character occurs in the data (its own alphabet is too large)")
         return cls(tuple(chars), pad)
 
     @property
