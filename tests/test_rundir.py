@@ -131,7 +131,21 @@ def test_edited_alphabet_is_refused(tmp_path, trained):
     cfg = json.loads((run / "config.json").read_text())
     cfg["vocab"]["chars"] = [chr(ord(c) + 100) for c in cfg["vocab"]["chars"]]  # same size, other characters
     (run / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(RunError, match="trained with another 'vocab'"):
+    with pytest.raises(RunError, match="trained with another 'vocab.chars'"):
+        load_run(run, device="cpu")
+
+
+def test_an_edited_option_is_named_with_both_values(tmp_path, trained):
+    """Both sides were the whole options cut to 40 characters: they printed the same."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run)
+    cfg = json.loads((run / "config.json").read_text())
+    old = cfg["options"]["hidden"]
+    cfg["options"]["hidden"] = old + 7
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunError, match=rf"another 'options\.hidden' than config\.json says \({old} in the checkpoint, {old + 7} in config\.json\)"):
         load_run(run, device="cpu")
 
 
@@ -240,3 +254,23 @@ def test_lock_is_per_directory_not_per_process_thread(tmp_path):
     t.join()
     lock.release()
     assert errors and "in use" in errors[0]
+
+
+@pytest.mark.parametrize("name", ["run ", "nl\nrun", " run"])
+def test_the_last_run_pointer_reads_back_the_folder_it_names(tmp_path, monkeypatch, name):
+    """A run folder whose name ends in a space (or holds a newline) was lost by a strip()."""
+    monkeypatch.setenv("GUMBELSEQ_HOME", str(tmp_path / "home"))
+    (tmp_path / name).mkdir()
+    rundir.remember_last_run(tmp_path / name)
+    assert rundir.last_run() == (tmp_path / name).resolve()
+
+
+def test_a_hand_edited_last_run_pointer_still_reads(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUMBELSEQ_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "home" / "last_run").write_text(f"{tmp_path / 'run'}  \r\n")
+    assert rundir.last_run() == tmp_path / "run"
+    (tmp_path / "home" / "last_run").write_text(" \n")
+    with pytest.raises(RunError, match="not a last-run pointer"):
+        rundir.last_run()

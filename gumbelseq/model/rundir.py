@@ -351,12 +351,26 @@ def read_checkpoint(run_dir: str | Path, cfg: TrainConfig) -> dict[str, Any]:
     saved = {**_OPTIONAL, **saved}
     for key, value in cfg.identity().items():
         if saved.get(key) != value:
+            where, was, now = _first_difference(key, saved.get(key), value)
             raise RunError(
-                f"{p} was trained with another {key!r} than {CONFIG} says"
-                f" ({json.dumps(saved.get(key))[:40]} vs {json.dumps(value)[:40]});"
+                f"{p} was trained with another {where!r} than {CONFIG} says"
+                f" ({json.dumps(was)[:60]} in the checkpoint, {json.dumps(now)[:60]} in {CONFIG});"
                 " restore the run's config.json or retrain"
             )
     return ckpt
+
+
+def _first_difference(path: str, a: Any, b: Any) -> tuple[str, Any, Any]:
+    """The dotted key where two JSON values first differ (``options.hidden``), with both values
+    there: the whole options of two runs, cut to a few dozen characters, looked the same."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in [*a, *(k for k in b if k not in a)]:
+            if a.get(k, _MISSING) != b.get(k, _MISSING):
+                return _first_difference(f"{path}.{k}", a.get(k), b.get(k))
+    return path, a, b
+
+
+_MISSING = object()
 
 
 def checkpoint_state(iteration: int, cfg: TrainConfig, trainer_state: dict[str, Any], eval_state: Any,
@@ -465,8 +479,12 @@ def last_run() -> Path:
         text = read_text(p, "last-run pointer")
     except InputFileError as e:
         raise RunError(f"{e}; pass --run DIR or train again") from None
-    path = text.strip()
-    if not path or "\n" in path:
+    # Only the newline this module writes is removed: a run folder's name may end in a space,
+    # or hold a newline. A hand-edited pointer (a space or CRLF after the path) still reads.
+    path = text.removesuffix("\n")
+    if path.strip() and not Path(path).exists() and Path(path.strip()).exists():
+        path = path.strip()
+    if not path.strip():
         raise RunError(f"{p}: not a last-run pointer (one path expected); pass --run DIR")
     return Path(path)
 
