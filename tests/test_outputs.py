@@ -4,6 +4,7 @@ Everything is written inside tmp_path; device nodes are only classified, never w
 
 import os
 import socket
+import signal
 import stat
 import subprocess
 import sys
@@ -358,3 +359,52 @@ def test_cli_results_to_a_reader_that_left_are_a_quiet_exit_0(tmp_path, args):
     finally:
         os.close(write_end)
     assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_sigterm_while_sampling_into_a_file_removes_the_temp_file(tmp_path):
+    """`timeout`/`kill` send SIGTERM, which ended the process on the spot: `sample -o FILE`
+    left its temp file (half a gigabyte for -n 100000000) beside an intact FILE."""
+    import time
+
+    env = {**os.environ, "GUMBELSEQ_HOME": str(tmp_path / "home")}
+    run = [sys.executable, "-m", "gumbelseq"]
+    subprocess.run([*run, "train", "-b", "mle-lstm", "--iterations", "2", "--data-size", "20", "--out", "r"], cwd=tmp_path,
+                   env=env, check=True, capture_output=True, timeout=120)
+    (tmp_path / "out.txt").write_text("precious\n")
+    # SIGTERM's default action, whatever this test process inherited (a CI runner may ignore it).
+    p = subprocess.Popen([*run, "sample", "--run", "r", "-n", "100000000", "-o", "out.txt"], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well into the writing
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and "Traceback" not in err, (p.returncode, err)
+    assert (tmp_path / "out.txt").read_text() == "precious\n"
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
+
+
+def test_the_sigterm_handler_is_only_lent_while_a_file_is_replaced(tmp_path):
+    from gumbelseq.outputs import open_output
+
+    inherited = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a CI runner may ignore it
+    try:
+        _check_the_handler_is_lent(tmp_path, open_output)
+    finally:
+        signal.signal(signal.SIGTERM, inherited)
+
+
+def _check_the_handler_is_lent(tmp_path, open_output):
+    with open_output(tmp_path / "a.txt") as f:
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        f.write("x\n")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    mine = lambda *_: None  # noqa: E731 - a caller's own handler is left alone
+    signal.signal(signal.SIGTERM, mine)
+    try:
+        with open_output(tmp_path / "b.txt") as f:
+            assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
