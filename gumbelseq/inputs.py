@@ -19,8 +19,10 @@ In every shape trailing spaces (the padding of fixed-length samples) are removed
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import io
+import os
 import sys
 import zlib
 from pathlib import Path
@@ -72,6 +74,11 @@ def open_binary(path: str | Path, what: str = "file") -> BinaryIO:
             raise InputFileError(f"'': an empty path names no {what}")
         p = Path(path)
         if not p.exists():
+            try:
+                os.stat(p)
+            except OSError as e:  # a symlink loop is not a missing file
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                    raise InputFileError(f"{path}: {e.strerror}") from None
             raise InputFileError(f"{path}: no such {what}")
         if p.is_dir():
             raise InputFileError(f"{path}: is a directory, not a {what}")

@@ -317,3 +317,12 @@ def test_a_csv_field_as_long_as_a_text_line_is_read_and_the_csv_limit_restored(t
     before = csv.field_size_limit()
     assert read_lines(f) == ["x" * 200_000]
     assert csv.field_size_limit() == before
+
+
+def test_a_symlink_loop_is_named_as_one(tmp_path):
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(InputFileError, match=r"loop: Too many levels of symbolic links$"):
+        read_lines(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    with pytest.raises(InputFileError, match=r"dangling: no such file$"):
+        read_lines(tmp_path / "dangling")
