@@ -672,10 +672,11 @@ class _SweepDisplay:
 @click.option("--device", default="auto", show_default=True)
 @click.option("-o", "--output", type=click.Path(readable=False, allow_dash=True), default=None, help="Write here instead of stdout; an existing file is replaced only on success, keeping its mode; symlinks are followed; FIFOs and /dev paths are written directly.")
 @click.option("--constrained", is_flag=True, help="Only let the model write what keeps the string completable to a valid one within the run's max length: every sample is valid.")
+@click.option("--automaton", "automata", multiple=True, metavar="NAME", help="Also keep every sample accepted by this character automaton (a plugin; smiles-rings: SMILES ring-closure labels pair up); implies --constrained; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with the samples.")
 @plugins_dir_option
 @domain_errors
-def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: str, output: str | None, constrained: bool, as_json: bool, plugins_dir: str | None) -> None:
+def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: str, output: str | None, constrained: bool, automata: tuple[str, ...], as_json: bool, plugins_dir: str | None) -> None:
     """Sample strings from a trained run (one per line, padding removed)."""
     from .model.gumbel import check_tau
     from .model.run import load_run
@@ -685,11 +686,13 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
     if output is not None:
         check_output(output)  # a bad path fails now, before loading and sampling
     run = load_run(run_dir, device=device, plugins_dir=plugins_dir)
+    constrained = constrained or bool(automata)
     if constrained:
-        run.constraint()  # a backend or grammar that cannot be masked fails before any output
+        run.constraint(automata)  # a backend, grammar or automaton that cannot be used fails before any output
     if as_json:
-        samples = run.sample(count, tau=tau, seed=seed, constrained=constrained)
-        obj = {"run": str(run.run_dir), "backend": run.config.backend, "tau": tau, "seed": seed, "constrained": constrained, "samples": samples}
+        samples = run.sample(count, tau=tau, seed=seed, constrained=constrained, automata=automata)
+        obj = {"run": str(run.run_dir), "backend": run.config.backend, "tau": tau, "seed": seed, "constrained": constrained,
+               "automata": list(automata), "samples": samples}
         if output is not None:  # the JSON object goes where -o says, like the lines would
             with open_output(output, "w") as f:
                 f.write(json.dumps(obj, ensure_ascii=False) + "\n")
@@ -699,11 +702,11 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
         return
     if output is not None:
         with open_output(output, "w") as f:
-            for chunk in run.sample_iter(count, tau=tau, seed=seed, constrained=constrained):
+            for chunk in run.sample_iter(count, tau=tau, seed=seed, constrained=constrained, automata=automata):
                 f.write("".join(s + "\n" for s in chunk))
         err.print(f"wrote {count} samples to {output}")
         return
-    for chunk in run.sample_iter(count, tau=tau, seed=seed, constrained=constrained):
+    for chunk in run.sample_iter(count, tau=tau, seed=seed, constrained=constrained, automata=automata):
         sys.stdout.write("".join(s + "\n" for s in chunk))
 
 

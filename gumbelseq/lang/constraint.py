@@ -102,6 +102,7 @@ class Constraint:
         self._masks: list[frozenset[str] | None] = []
         self._ends: list[bool | None] = []
         self._next: list[dict[str, int]] = []
+        self._steps: dict[tuple[int, str], int | None] = {}  # step()'s answers before a state is built
         start = frozenset({((self._start_state,), 0)})
         self.start = self._state(self._viable(start, max_len), max_len)
         if not self.allowed(self.start) and not self.can_end(self.start):
@@ -346,22 +347,25 @@ class Constraint:
             self._next.append({})
         return sid
 
-    def _expand(self, sid: int) -> None:
+    def _moves(self, sid: int, only: str | None = None) -> tuple[dict[str, set], bool]:
+        """The configurations each character leads to from ``sid`` (before the length check),
+        and whether ``sid`` can end. ``only``: just that character's moves ("": none)."""
         configs, remaining = self._keys[sid]
         moves: dict[str, set] = {}
         can_end = False
         run_start = self._run_start
         children, complete, feed = self._children, self._complete, self._feed
+        wanted = (lambda row: row.items()) if only is None else (lambda row: [(only, row[only])] if only in row else [])
         for stack, node in configs:
             if node < 0:  # inside a run: only its DFA's characters; it cannot end here
                 if remaining > 0:
-                    for c, nxt in self._run_step[-node].items():
+                    for c, nxt in wanted(self._run_step[-node]):
                         moves.setdefault(c, set()).add((stack, nxt))
                 continue
             if node == 0:
                 can_end = can_end or feed(stack, END) is _ACCEPT
                 if remaining > 0:
-                    for c, nxt in run_start.items():
+                    for c, nxt in wanted(run_start):
                         moves.setdefault(c, set()).add((stack, nxt))
             else:
                 # The terminals whose string ends here (one in a trie; with infinite terminals,
@@ -372,13 +376,18 @@ class Constraint:
                         continue
                     can_end = can_end or feed(after, END) is _ACCEPT
                     if remaining > 0:
-                        for c, child in children[0].items():
+                        for c, child in wanted(children[0]):
                             moves.setdefault(c, set()).add((after, child))
-                        for c, nxt in run_start.items():
+                        for c, nxt in wanted(run_start):
                             moves.setdefault(c, set()).add((after, nxt))
             if remaining > 0:
-                for c, child in children[node].items():
+                for c, child in wanted(children[node]):
                     moves.setdefault(c, set()).add((stack, child))
+        return moves, can_end
+
+    def _expand(self, sid: int) -> None:
+        _, remaining = self._keys[sid]
+        moves, can_end = self._moves(sid)
         allowed = set()
         for c, nxt in moves.items():
             viable = self._viable(nxt, remaining - 1)
@@ -387,6 +396,21 @@ class Constraint:
                 self._next[sid][c] = self._state(viable, remaining - 1)
         self._masks[sid] = frozenset(allowed)
         self._ends[sid] = can_end
+
+    def step(self, state: int, char: str) -> int | None:
+        """The state after ``char``, or None where it is not allowed: ``next`` without building
+        the whole state (what a search along one character at a time needs)."""
+        if self._masks[state] is not None:
+            return self._next[state].get(char)
+        key = (state, char)
+        if key in self._steps:
+            return self._steps[key]
+        _, remaining = self._keys[state]
+        moves, _ = self._moves(state, only=char)
+        viable = self._viable(moves.get(char, ()), remaining - 1)
+        out = self._state(viable, remaining - 1) if viable else None
+        self._steps[key] = out
+        return out
 
     # -- the public lookups ----------------------------------------------------------------
 
@@ -399,7 +423,7 @@ class Constraint:
     def can_end(self, state: int) -> bool:
         """Whether the prefix of ``state`` is a complete valid string."""
         if self._ends[state] is None:
-            self._expand(state)
+            self._ends[state] = self._moves(state, only="")[1]
         return bool(self._ends[state])
 
     def next(self, state: int, char: str) -> int:
@@ -410,6 +434,11 @@ class Constraint:
             return self._next[state][char]
         except KeyError:
             raise ValueError(f"{char!r} is not allowed here") from None
+
+    def min_chars(self, state: int) -> int:
+        """Fewest characters that finish a valid string from ``state`` (0 where it can end)."""
+        configs, _ = self._keys[state]
+        return int(min((self._cost(c) for c in configs), default=0))
 
     def state_of(self, prefix: str) -> int | None:
         """The state after writing ``prefix``, or None if it cannot be completed."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -33,49 +33,63 @@ class Run:
     vocab: Vocabulary
     device: torch.device
     iteration: int
-    _constraint: GrammarMasks | None = field(default=None, repr=False)
-    _mask_table: MaskTable | None = field(default=None, repr=False)
+    _constraints: dict[tuple[str, ...], GrammarMasks] = field(default_factory=dict, repr=False)
+    _mask_tables: dict[tuple[str, ...], MaskTable] = field(default_factory=dict, repr=False)
 
     def sample_iter(
-        self, n: int, *, tau: float = 1.0, seed: int = 0, constrained: bool = False
+        self, n: int, *, tau: float = 1.0, seed: int = 0, constrained: bool = False, automata: Sequence[str] = ()
     ) -> Iterator[list[str]]:
         """Samples in chunks (bounded memory for any ``n``), one random stream for all chunks.
 
         ``tau``, ``seed`` and whether ``constrained`` sampling is possible are checked here,
         before the first chunk, so a bad value fails before any output is written.
         ``constrained``: every sample is valid and fits ``max_len`` (see ``constraint``).
+        ``automata``: names of character automata (``gumbelseq.lang.automaton``) every sample
+        must also satisfy; they imply ``constrained``.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an integer >= 0, got {n!r}")
         tau = check_tau(tau)
         masks = None
-        if constrained or masked_training(self.trainer.options):  # a masked model only makes sense masked
-            table = self.mask_table()
+        names = tuple(automata)
+        if constrained or names or masked_training(self.trainer.options):  # a masked model only makes sense masked
+            table = self.mask_table(names)
             masks = lambda k: StepMask(table, k)  # noqa: E731
         gen = torch.Generator(device=self.device)
         gen.manual_seed(check_seed(seed))
         return self._chunks(n, tau, gen, masks)
 
-    def constraint(self) -> GrammarMasks:
+    def constraint(self, automata: Sequence[str] = ()) -> GrammarMasks:
         """The run's grammar as next-character masks over its vocabulary, for prefixes of at
-        most ``max_len`` characters (built once per run). A backend whose trainer does not
-        apply step masks, or a grammar the mask engine cannot handle, is a one-line error."""
-        if self._constraint is None:
-            if not getattr(self.trainer, "supports_mask", False):
-                raise RunError(
-                    f"{self.run_dir}: backend {self.config.backend} does not expose its per-step"
-                    " scores to masks (its trainer's supports_mask is not set), so it cannot sample"
-                    " constrained"
-                )
-            grammar = load_grammar(self.run_dir / rundir.GRAMMAR, start=self.config.start)
-            self._constraint = grammar_masks(grammar, self.config.max_len, self.vocab.chars)
-        return self._constraint
+        most ``max_len`` characters, intersected with the named ``automata`` (built once per
+        run and set of automata). A backend whose trainer does not apply step masks, a grammar
+        the mask engine cannot handle, or an unknown automaton is a one-line error."""
+        names = tuple(automata)
+        if names in self._constraints:
+            return self._constraints[names]
+        if names:
+            from ..lang.automaton import get_automaton
+            from ..lang.intersection import IntersectedMasks
 
-    def mask_table(self) -> MaskTable:
+            chosen = [get_automaton(name) for name in names]  # an unknown name fails before any work
+            self._constraints[names] = IntersectedMasks(self.constraint(), chosen)
+            return self._constraints[names]
+        if not getattr(self.trainer, "supports_mask", False):
+            raise RunError(
+                f"{self.run_dir}: backend {self.config.backend} does not expose its per-step"
+                " scores to masks (its trainer's supports_mask is not set), so it cannot sample"
+                " constrained"
+            )
+        grammar = load_grammar(self.run_dir / rundir.GRAMMAR, start=self.config.start)
+        self._constraints[()] = grammar_masks(grammar, self.config.max_len, self.vocab.chars)
+        return self._constraints[()]
+
+    def mask_table(self, automata: Sequence[str] = ()) -> MaskTable:
         """The run's masks as tensors on its device (built once, grown as states occur)."""
-        if self._mask_table is None:
-            self._mask_table = MaskTable(self.constraint(), self.vocab, self.device)
-        return self._mask_table
+        names = tuple(automata)
+        if names not in self._mask_tables:
+            self._mask_tables[names] = MaskTable(self.constraint(names), self.vocab, self.device)
+        return self._mask_tables[names]
 
     def _chunks(self, n: int, tau: float, gen: torch.Generator, masks) -> Iterator[list[str]]:  # noqa: ANN001
         done = 0
@@ -90,10 +104,14 @@ class Run:
             yield self.vocab.decode(ids)
             done += k
 
-    def sample(self, n: int = 100, *, tau: float = 1.0, seed: int = 0, constrained: bool = False) -> list[str]:
+    def sample(
+        self, n: int = 100, *, tau: float = 1.0, seed: int = 0, constrained: bool = False, automata: Sequence[str] = ()
+    ) -> list[str]:
         """``n`` strings, padding removed. Same seed, same strings (on the same machine).
-        ``constrained``: every string valid and at most ``max_len`` long."""
-        return [s for chunk in self.sample_iter(n, tau=tau, seed=seed, constrained=constrained) for s in chunk]
+        ``constrained``: every string valid and at most ``max_len`` long; ``automata``: and
+        accepted by each of these character automata (``gumbelseq.lang.automaton``)."""
+        chunks = self.sample_iter(n, tau=tau, seed=seed, constrained=constrained, automata=automata)
+        return [s for chunk in chunks for s in chunk]
 
 
 def load_run(

@@ -1,0 +1,99 @@
+"""Finite-state checks beyond the grammar: ``gumbelseq sample --automaton NAME``.
+
+A context-free grammar cannot say everything a domain requires. SMILES's ring-closure digits
+must pair up (a label opened after one atom is closed after a later one): that is a matching of
+arbitrary labels, not a nesting, so the ``smiles`` grammar accepts ``C1CC`` and RDKit refuses
+it. A *character automaton* checks such a property one character at a time, in a state of its
+own; constrained sampling follows the grammar's masks and every automaton asked for at once
+(``gumbelseq.lang.intersection``), so that each sample is in the grammar's language, accepted by
+each automaton, and no prefix is a dead end.
+
+Automata are plugins, as validators are: the hook ``register_automata``, from packages in the
+entry-point group ``gumbelseq.automata``. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Hashable
+
+import pluggy
+
+from ..errors import GumbelseqError
+from ..plugin_loading import collect, entry_point_manager
+
+ENTRY_POINT_GROUP = "gumbelseq.automata"
+
+hookspec = pluggy.HookspecMarker("gumbelseq")
+hookimpl = pluggy.HookimplMarker("gumbelseq")
+
+
+class AutomatonError(GumbelseqError):
+    """An unknown automaton, a broken automaton plugin, or grammar and automata that admit no string."""
+
+
+class CharAutomaton(ABC):
+    """What an automaton plugin registers: a deterministic automaton over characters.
+
+    States are any hashable values (tuples, frozensets); the intersection keeps one per
+    distinct prefix it meets, so a state should hold only what the check needs."""
+
+    #: The name ``--automaton`` takes.
+    name: str = ""
+    #: One line for listings and messages.
+    description: str = ""
+
+    @abstractmethod
+    def start(self) -> Hashable:
+        """The state before the first character."""
+
+    @abstractmethod
+    def step(self, state: Hashable, char: str) -> Hashable | None:
+        """The state after ``char``, or ``None`` where the automaton refuses it."""
+
+    @abstractmethod
+    def accepts(self, state: Hashable) -> bool:
+        """Whether a string may end in ``state``."""
+
+    def min_chars(self, state: Hashable) -> int:
+        """A lower bound on the characters still needed before acceptance (0 always works).
+
+        It must never be more than the truth: the search for a completion prunes on it, so a
+        bound too high would forbid strings the automaton accepts. A tight bound makes the
+        search fast, and guides it (children with smaller bounds are tried first)."""
+        return 0
+
+    def suggest(self, state: Hashable) -> str:
+        """Characters likely to lead to acceptance soonest, best first (default: none).
+
+        The search for a completion tries these before ordering every other character by
+        ``min_chars``: a good suggestion ("close this ring", "close this branch") finds one in
+        a few steps without looking at the rest. Only speed depends on it."""
+        return ""
+
+
+class _Hooks:
+    @hookspec
+    def register_automata(self, register: Callable[[CharAutomaton], None]) -> None:
+        """Call ``register(automaton)`` once for each ``CharAutomaton`` you provide."""
+
+
+_registry: dict[str, tuple[CharAutomaton, str]] | None = None
+
+
+def automata() -> dict[str, tuple[CharAutomaton, str]]:
+    """Every registered automaton by name, with where it came from (built once per process)."""
+    global _registry
+    if _registry is None:
+        pm, sources = entry_point_manager(ENTRY_POINT_GROUP, _Hooks, AutomatonError)
+        _registry = collect(pm, "register_automata", CharAutomaton, lambda a: a.name, sources, AutomatonError, "automaton")
+    return _registry
+
+
+def get_automaton(name: str) -> CharAutomaton:
+    """The automaton ``name``, or a one-line ``AutomatonError`` listing the known ones."""
+    known = automata()
+    if name not in known:
+        listed = ", ".join(sorted(known)) or "none installed"
+        raise AutomatonError(f"unknown automaton {name!r}; known automata: {listed}")
+    return known[name][0]

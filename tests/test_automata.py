@@ -1,0 +1,186 @@
+"""Character automata beside the grammar (``sample --automaton``): the ``smiles-rings`` plugin and
+the intersection of a grammar's masks with automata.
+
+Oracles: Lark (through the grammar's own recogniser) by brute force over every short string, a
+ring-pairing check written here from the SMILES rules (not the plugin's state machine), RDKit
+(every string it reads is in the intersection), and real MOSES molecules."""
+
+import itertools
+import re
+
+import pytest
+
+from gumbelseq.lang.automaton import AutomatonError, CharAutomaton, automata, get_automaton
+from gumbelseq.lang.grammar import load_grammar
+from gumbelseq.lang.intersection import IntersectedMasks
+from gumbelseq.lang.masks import grammar_masks
+
+RINGS = "smiles-rings"
+
+
+def rings_pair(s: str) -> bool:
+    """Independent oracle: bracket atoms become one atom; atoms are counted; each ring label
+    (a digit, or % and two digits) alternately opens on the current atom and closes on a
+    different, later one; nothing is left open."""
+    s = re.sub(r"\[[^\]]*\]", "A", s)
+    if "[" in s or "]" in s:
+        return False
+    opened: dict[str, int] = {}
+    atom = -1
+    for m in re.finditer(r"%\d\d|\d|Cl|Br|[BCNOSPFIbcnosp*A]|.", s):
+        tok = m.group()
+        if tok[0] == "%" or tok.isdigit():
+            if tok in opened:
+                if opened.pop(tok) == atom:
+                    return False
+            else:
+                opened[tok] = atom
+        elif tok[0].isalpha() or tok == "*":
+            atom += 1
+        elif tok == "%":
+            return False
+    return not opened
+
+
+def language(masks) -> tuple[set[str], int]:
+    """Every string the masks let one write, and how many reachable states are dead ends."""
+    out, dead = set(), 0
+    stack = [(masks.start, "")]
+    while stack:
+        state, prefix = stack.pop()
+        allowed = masks.allowed(state)
+        if masks.can_end(state):
+            out.add(prefix)
+        elif not allowed:
+            dead += 1
+        for c in allowed:
+            stack.append((masks.next(state, c), prefix + c))
+    return out, dead
+
+
+def test_the_plugin_registers_through_the_entry_point():
+    assert RINGS in automata()
+    assert "gumbelseq_smiles" in automata()[RINGS][1]
+    with pytest.raises(AutomatonError, match=r"^unknown automaton 'nope'; known automata: .*smiles-rings"):
+        get_automaton("nope")
+
+
+@pytest.mark.parametrize(
+    "s,ok",
+    [("C1CC1", True), ("C1CC", False), ("C11", False), ("C1.C1", True), ("C=1CC1", True), ("C1CC1C1CC1", True),
+     ("C%10CC%10", True), ("C1CC%01", False), ("C12CCC12", True), ("[13CH3]1CC1", True), ("C(C1)C1", True),
+     ("[C]1[C]1", True), ("C2CC1CC1C2", True)],
+)
+def test_the_automaton_agrees_with_the_oracle_on_chosen_strings(s, ok):
+    aut = get_automaton(RINGS)
+    state = aut.start()
+    for c in s:
+        state = aut.step(state, c)
+        if state is None:
+            break
+    got = state is not None and aut.accepts(state)
+    assert got == ok == rings_pair(s)
+
+
+@pytest.mark.parametrize("alphabet,max_len", [("C12()=.", 6), ("C1[]N(", 6), ("CN1O2", 7)])
+def test_brute_force_the_intersection_is_the_grammar_and_the_rings(alphabet, max_len):
+    """Every string of at most max_len characters: the masks write exactly those the grammar
+    (Lark's language) accepts whose ring labels pair up, and no prefix is a dead end."""
+    g = load_grammar("smiles")
+    masks = IntersectedMasks(grammar_masks(g, max_len, alphabet), [get_automaton(RINGS)])
+    written, dead = language(masks)
+    expected = {
+        s
+        for n in range(1, max_len + 1)
+        for s in map("".join, itertools.product(alphabet, repeat=n))
+        if g.is_valid(s) and rings_pair(s)
+    }
+    assert dead == 0
+    assert written == expected
+    assert any(re.search(r"\d", s) for s in written)  # rings were in play
+
+
+def test_rdkit_reads_nothing_the_intersection_refuses():
+    """Completeness against RDKit: every short string RDKit reads (unsanitised: its ring
+    bookkeeping, not chemistry) and the grammar accepts is one the masks can write."""
+    Chem = pytest.importorskip("rdkit.Chem")
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    alphabet, max_len = "C12(=)", 6
+    g = load_grammar("smiles")
+    written, _ = language(IntersectedMasks(grammar_masks(g, max_len, alphabet), [get_automaton(RINGS)]))
+    rdkit_reads = {
+        s
+        for n in range(1, max_len + 1)
+        for s in map("".join, itertools.product(alphabet, repeat=n))
+        if g.is_valid(s) and Chem.MolFromSmiles(s, sanitize=False) is not None
+    }
+    assert rdkit_reads and rdkit_reads <= written
+    assert any(not rings_pair(s) for s in map("".join, itertools.product(alphabet, repeat=4)) if g.is_valid(s))
+
+
+def test_real_molecules_are_all_writable_and_end_where_they_end():
+    """MOSES-like molecules (ring labels reused, branches, brackets, aromatic atoms): each is a
+    path through the intersection at length 57, ending exactly at its end."""
+    molecules = ["CCCS(=O)c1ccc2[nH]c(=NC(=O)OC)[nH]c2c1", "CC(C)(C)C(=O)C(Oc1ccc(Cl)cc1)n1ccnc1",
+                 "Cc1c(Cl)cccc1Nc1ncccc1C(=O)OCC(O)CO", "Cn1cnc2c1c(=O)n(CC(O)CO)c(=O)n2C",
+                 "CC1Oc2ccc(Cl)cc2N(CC(O)CO)C1=O", "O=C(NC1CC1)c1ccc2c(c1)OCO2", "C1CC2CCC1C2",
+                 "c1ccc2c(c1)ccc1ccccc12", "CC12CCC(CC1)C2", "[O-][n+]1ccccc1"]
+    chars = sorted(set("".join(molecules)))
+    masks = IntersectedMasks(grammar_masks(load_grammar("smiles"), 57, chars), [get_automaton(RINGS)])
+    for mol in molecules:
+        state = masks.start
+        for i, c in enumerate(mol):
+            assert c in masks.allowed(state), (mol, i)
+            state = masks.next(state, c)
+            if i < len(mol) - 1 and re.fullmatch(r"[^\[]*", mol[: i + 1]) and not rings_pair(mol[: i + 1]):
+                assert not masks.can_end(state), (mol, i)  # an open ring: not a place to stop
+        assert masks.can_end(state), mol
+    assert masks.gave_up == 0
+
+
+def test_a_length_too_short_for_any_ring_free_string_is_one_error():
+    class NeedsTwo(CharAutomaton):
+        name, description = "needs-two", "at least two characters"
+
+        def start(self):
+            return 0
+
+        def step(self, state, char):
+            return min(state + 1, 2)
+
+        def accepts(self, state):
+            return state == 2
+
+    with pytest.raises(AutomatonError, match=r"no string of at most 1 characters is both in the grammar's language and accepted by needs-two"):
+        IntersectedMasks(grammar_masks(load_grammar("smiles"), 1, "C"), [NeedsTwo()])
+
+
+def test_cli_sample_with_an_automaton(tmp_path):
+    """`sample --automaton smiles-rings` on a (briefly trained) SMILES model: every sample is
+    grammar-valid with paired ring labels, the same seed gives the same samples, and an unknown
+    automaton is one line before any sampling."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gumbelseq.cli import main
+
+    data = tmp_path / "mols.txt"
+    data.write_text("\n".join(["C1CC1", "c1ccccc1", "CC(=O)Nc1ccc(O)cc1", "C1CCC2CCCCC2C1", "CCO", "N#CC1CC1"] * 20) + "\n")
+    runner = CliRunner()
+    r = runner.invoke(main, ["train", "-g", "smiles", "-b", "mle-lstm", "--iterations", "30", "--data", str(data),
+                             "--out", str(tmp_path / "run"), "--device", "cpu", "-o", "hidden=16"])
+    assert r.exit_code == 0, r.output
+    args = ["sample", "--run", str(tmp_path / "run"), "-n", "40", "--seed", "3", "--automaton", RINGS]
+    first = runner.invoke(main, [*args, "--json"])
+    assert first.exit_code == 0, first.output
+    obj = json.loads(first.stdout)
+    assert obj["constrained"] is True and obj["automata"] == [RINGS]
+    g = load_grammar("smiles")
+    assert len(obj["samples"]) == 40 and all(g.is_valid(s) and rings_pair(s) for s in obj["samples"]), obj["samples"]
+    again = runner.invoke(main, args)
+    assert again.exit_code == 0 and again.stdout.splitlines() == obj["samples"]
+    r = runner.invoke(main, ["sample", "--run", str(tmp_path / "run"), "--automaton", "nope"])
+    assert (r.exit_code, r.stdout) == (1, "") and r.stderr.startswith("Error: unknown automaton 'nope'; known automata: ")
