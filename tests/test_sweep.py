@@ -22,6 +22,7 @@ from click.testing import CliRunner
 pytest.importorskip("optuna")
 
 from gumbelseq.cli import main  # noqa: E402
+from gumbelseq.errors import GumbelseqError  # noqa: E402
 from gumbelseq.lang.grammar import load_grammar  # noqa: E402
 from gumbelseq.lang.score import score_samples  # noqa: E402
 from gumbelseq.model.run import load_run  # noqa: E402
@@ -339,6 +340,11 @@ BAD = {
     "grid and search": ("iterations = 20\n[grid]\ntau_end = [1.0]\n[search]\nlr_g = {low = 0.1, high = 0.2}\n", "both"),
     "search without n_trials": ("iterations = 20\n[search]\nlr_g = {low = 0.001, high = 0.01}\n", "n_trials: missing"),
     "bad metric": ("iterations = 20\nmetric = 'fun'\n[grid]\ntau_end = [1.0]\n", "unknown metric 'fun'"),
+    # Tracebacks before: an unhashable direction; an int past float's range (OverflowError).
+    "list direction": ("iterations = 20\ndirection = ['max']\n[grid]\ntau_end = [1.0]\n", "direction: expected maximize or minimize"),
+    "huge int in a grid": ("iterations = 20\n[grid]\ntau_end = [1" + "0" * 400 + "]\n", "tau_end"),
+    "huge int in a search": ("iterations = 20\nn_trials = 1\n[search]\nlr_g = {low = 0.001, high = 1" + "0" * 400 + "}\n",
+                             "expected a number"),
 }
 
 
@@ -379,3 +385,39 @@ def _assert_refused(tmp_path: Path, f: Path, expected: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("Error:"), r.output
     assert expected in lines[0], lines[0]
     assert not out.exists()
+
+
+def test_storage_naming_the_out_folder_is_one_line(tmp_path):
+    r = CliRunner().invoke(main, ["sweep", str(_grid(tmp_path)), "--out", str(tmp_path / "o"), "--storage", str(tmp_path / "o")])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.splitlines() == [f"Error: --storage {tmp_path / 'o'}: is the --out folder; give a journal file path (or leave --storage out)"]
+
+
+def test_results_and_journal_cut_mid_line_are_repaired_on_resume(tmp_path):
+    """A kill or a full disk can cut the last line; the next record was appended to it: a
+    results line no JSON reader could parse, and a journal Optuna could no longer read
+    (every later resume a JSONDecodeError traceback)."""
+    spec = load_sweep_file(_grid(tmp_path, iterations=3))
+    out = tmp_path / "out"
+    run_sweep(spec, out, trials_per_worker=2)
+    for name, keep in (("results.jsonl", 0.6), ("optuna.journal", 0.7)):
+        data = (out / name).read_bytes()
+        (out / name).write_bytes(data[: int(len(data) * keep)])
+        assert not (out / name).read_bytes().endswith(b"\n")
+    again = run_sweep(load_sweep_file(_grid(tmp_path, iterations=3)), out)
+    assert [t.state for t in again].count("complete") == 4
+    for name in ("results.jsonl", "optuna.journal"):
+        lines = (out / name).read_text().splitlines()
+        assert all(isinstance(json.loads(line), dict) for line in lines), name
+    assert {r["trial"] for r in read_results(out) if r["state"] == "complete"} == {t.number for t in again if t.state == "complete"}
+
+
+def test_a_shared_journal_cut_mid_line_is_refused_not_cut(tmp_path):
+    journal = tmp_path / "shared.journal"
+    spec = load_sweep_file(_grid(tmp_path, iterations=3))
+    run_sweep(spec, tmp_path / "out", storage=str(journal), trials_per_worker=1)
+    data = journal.read_bytes()
+    journal.write_bytes(data[:-5])
+    with pytest.raises(GumbelseqError, match="its last line is cut short"):
+        run_sweep(load_sweep_file(_grid(tmp_path, iterations=3)), tmp_path / "out", storage=str(journal))
+    assert journal.read_bytes() == data[:-5]

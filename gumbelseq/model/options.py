@@ -94,13 +94,24 @@ def _rules(cls: type) -> dict[str, dict[str, Any]]:
     return merged
 
 
+def finite_number(value: Any) -> bool:
+    """An int or float that is finite as a float: an int past about 1.8e308 is not (it made
+    ``math.isfinite`` and ``float()`` raise OverflowError, a traceback)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _has_type(value: Any, tp: Any) -> bool:
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return finite_number(value)
     if tp is str:
         return isinstance(value, str)
     return True  # a type the core does not parse: the backend checks it

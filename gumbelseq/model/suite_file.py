@@ -40,12 +40,12 @@ validators, data sets, grammar) before a reproduction writes anything.
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import GumbelseqError, first_line
+from .options import finite_number
 from .suite import BUILTIN_SUITES, GrammarDraw, LinesFrom, ModelSpec, Published, Suite
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -311,7 +311,7 @@ def _reference(shown: str, table: Any, folder: Path) -> LinesFrom:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return finite_number(v)
 
 
 def _published(shown: str, i: int, table: Any) -> Published:

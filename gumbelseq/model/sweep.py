@@ -145,12 +145,14 @@ class _Storage:
             self.kind, self.path = "journal", Path(url).expanduser().absolute()
             self.describe = f"journal:{self.path}"
 
-    def check(self) -> None:
+    def check(self, out: Path) -> None:
         """Refuse, before anything is written, a journal path that is not a journal file."""
         if self.kind != "journal" or self.url is None:
             return
         p = self.path
         assert p is not None
+        if p == out.expanduser().absolute():  # the folder does not exist yet: is_dir() misses it
+            raise GumbelseqError(f"--storage {self.url}: is the --out folder; give a journal file path (or leave --storage out)")
         if p.is_dir():
             raise GumbelseqError(f"--storage {self.url}: is a directory; give a journal file path or a database URL")
         if not p.parent.is_dir():
@@ -831,9 +833,11 @@ def run_sweep(
         raise GumbelseqError(f"{spec.grammar}: the grammar file changed since the sweep file was read")
     data = spec.training_data(grammar)
     store = _Storage(storage, out)
-    store.check()
+    store.check(out)
     lock, fresh, created = _claim(out, spec, store)
     try:
+        if not fresh:
+            _repair_tails(out, store)
         try:
             study = _open_study(store.open(), spec)
             if fresh:
@@ -859,6 +863,55 @@ def run_sweep(
         return _results(study)
     finally:
         lock.release()
+
+
+def _repair_tails(out: Path, store: _Storage) -> None:
+    """A kill (or a full disk) can leave the last line of ``results.jsonl`` or of the journal
+    cut short; appending after it glued the next record to it (a results line lost, a journal
+    Optuna could no longer read). With the folder's lock held and no workers of an earlier
+    command alive, the folder's own files are ours to cut back to their last whole line; a
+    journal given with ``--storage`` may be shared with other machines, so it is only refused."""
+    if not _no_live_workers(out):
+        raise RunError(f"{out}: workers of an earlier sweep command are still finishing their trials; wait for them")
+    _drop_partial_line(out / RESULTS)
+    if store.kind == "journal" and store.path is not None:
+        if store.url is None:
+            _drop_partial_line(store.path)
+        elif _partial_line_at(store.path) is not None:
+            raise GumbelseqError(
+                f"--storage {store.url}: its last line is cut short (a killed writer?); if no other sweep is"
+                " using it, remove that line and run again"
+            )
+
+
+def _partial_line_at(path: Path) -> int | None:
+    """Where the cut-short last line of ``path`` starts, or None if it ends with a newline."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return None
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return None
+            start = size
+            while start > 0:  # back to the previous newline, a block at a time
+                step = min(start, 1 << 16)
+                f.seek(start - step)
+                block = f.read(step)
+                i = block.rfind(b"\n")
+                if i >= 0:
+                    return start - step + i + 1
+                start -= step
+            return 0
+    except FileNotFoundError:
+        return None
+
+
+def _drop_partial_line(path: Path) -> None:
+    cut = _partial_line_at(path)
+    if cut is not None:
+        os.truncate(path, cut)
 
 
 @contextlib.contextmanager

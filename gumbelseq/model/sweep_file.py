@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
 import re
 import stat
@@ -53,7 +52,7 @@ from ..errors import GumbelseqError
 from ..inputs import char_column, read_lines
 from ..lang.grammar import Grammar, load_grammar
 from . import rundir
-from .options import _field_types
+from .options import _field_types, finite_number
 
 #: The ``Report`` fields a sweep can optimise, with the direction that is better by default.
 METRICS: dict[str, str] = {
@@ -306,7 +305,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+    return finite_number(v)
 
 
 def _show(v: Any) -> str:
@@ -518,7 +517,7 @@ def load_sweep_file(path: str | Path, *, plugins_dir: str | Path | None = None) 
     if metric not in METRICS:
         raise _fail(path, f"metric: unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     direction_raw = raw.get("direction", METRICS[metric])
-    if direction_raw not in DIRECTIONS:
+    if not isinstance(direction_raw, str) or direction_raw not in DIRECTIONS:  # a list is unhashable
         raise _fail(path, f"direction: expected maximize or minimize, got {_show(direction_raw)}")
     direction = DIRECTIONS[direction_raw]
     samples = _int_in(path, "samples", raw.get("samples", 1000), 1, 10_000_000)
@@ -547,7 +546,7 @@ def _coerce(tp: Any, v: Any) -> Any:
     and the run's config reads as ``-o key=1`` would)."""
     base = [a for a in getattr(tp, "__args__", ()) if a is not type(None)]
     tp = base[0] if base else tp
-    return float(v) if tp is float and _is_int(v) else v
+    return float(v) if tp is float and _is_int(v) and finite_number(v) else v  # a huge int is refused later
 
 
 def _dimension(path: str, key: str, raw: Any, tp: Any) -> Dimension:
