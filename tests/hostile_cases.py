@@ -396,6 +396,17 @@ def build_cases() -> list[Case]:
     add(Case("plugin-create-raises-train", write("Q/badcreate.py", CREATE_RAISES),
              ["train", "--backend", "bad", "--plugins-dir", "Q", "--iterations", "1"], must_mention=("badcreate",)))
 
+    # Plugin files that exit, print, declare a hook wrongly or misspell it, or fail in several lines.
+    hook = "from gumbelseq.model.hookspecs import hookimpl\n@hookimpl\n"
+    for case, source, mention in [
+        ("exit-0", "import sys\nsys.exit(0)\n", "it called sys.exit(0)"),
+        ("exit-message", "import sys\nsys.exit('bye')\n", "it called sys.exit('bye')"),
+        ("extra-argument", hook + "def register_backends(register, extra):\n    pass\n", "not a valid plugin"),
+        ("misspelt-hook", hook + "def register_backend(register):\n    pass\n", "unknown hook 'register_backend'"),
+        ("multi-line-error", "raise ValueError('first line\\nsecond line')\n", "ValueError: first line"),
+    ]:
+        add(Case(f"plugin-{case}", write("P/p.py", source), ["backends", "--plugins-dir", "P", "--json"], must_mention=(mention,)))
+
     # A file or a missing folder as --plugins-dir: the same one Error line (exit 1) for both.
     for argv in (["backends"], ["train", *TINY_MLE, "--out", "run"], SAMPLE):
         add(Case(f"plugins-dir-is-a-file-{argv[0]}", seq(copy("RUN"), write("P", "not a folder\n")),

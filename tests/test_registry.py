@@ -160,3 +160,16 @@ def test_the_default_backend_is_declared_by_a_plugin_not_named_by_the_core(tmp_p
     with pytest.raises(GumbelseqError) as info:
         Registry(tmp_path).default()
     assert "several backends" in str(info.value) and "other-default" in str(info.value)
+
+
+def test_a_plugin_that_prints_while_loading_leaves_backends_json_intact(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "P").mkdir()
+    (tmp_path / "P" / "p.py").write_text('print("hello from plugin")\n')
+    r = subprocess.run([sys.executable, "-m", "gumbelseq", "backends", "--plugins-dir", "P", "--json"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "hello from plugin" in r.stderr
+    assert {b["name"] for b in json.loads(r.stdout)} >= {"mle-lstm", "gumbel-lstm-gan"}

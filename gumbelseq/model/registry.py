@@ -7,6 +7,7 @@ project's ``[project.entry-points.gumbelseq]``, exactly like a third-party packa
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from . import hookspecs
 from .backend import Backend
-from ..errors import GumbelseqError, UnknownBackendError
+import pluggy
+
+from ..errors import GumbelseqError, UnknownBackendError, first_line
 from ..plugin_loading import collect, entry_point_manager
 
 ENTRY_POINT_GROUP = "gumbelseq"
@@ -36,15 +39,22 @@ class Registry:
     """Backends known to one plugin manager."""
 
     def __init__(self, plugins_dir: str | Path | None = None) -> None:
-        self.pm, sources = entry_point_manager(ENTRY_POINT_GROUP, hookspecs, GumbelseqError)
-        if plugins_dir is None:
-            plugins_dir = os.environ.get(PLUGINS_DIR_ENV) or None
-        if plugins_dir is not None:
-            for path in _plugin_files(Path(plugins_dir)):
-                module = _load_module(path)
-                self.pm.register(module, name=f"file:{path}")
-                sources[f"file:{path}"] = str(path)
-        found = collect(self.pm, "register_backends", Backend, lambda b: b.name, sources, GumbelseqError, "backend")
+        # A plugin that prints while it loads must not corrupt a command's results (--json).
+        with contextlib.redirect_stdout(sys.stderr):
+            self.pm, sources = entry_point_manager(ENTRY_POINT_GROUP, hookspecs, GumbelseqError)
+            if plugins_dir is None:
+                plugins_dir = os.environ.get(PLUGINS_DIR_ENV) or None
+            if plugins_dir is not None:
+                for path in _plugin_files(Path(plugins_dir)):
+                    module = _load_module(path)
+                    try:
+                        self.pm.register(module, name=f"file:{path}")
+                        # A hook name no spec knows (register_backend, a typo) registers nothing, silently.
+                        self.pm.check_pending()
+                    except pluggy.PluginValidationError as e:
+                        raise GumbelseqError(f"{path}: not a valid plugin: {' '.join(str(e).split())}") from None
+                    sources[f"file:{path}"] = str(path)
+            found = collect(self.pm, "register_backends", Backend, lambda b: b.name, sources, GumbelseqError, "backend")
         self._backends: dict[str, BackendEntry] = {name: BackendEntry(b, src) for name, (b, src) in found.items()}
 
     def entries(self) -> list[BackendEntry]:
@@ -91,8 +101,10 @@ def _load_module(path: Path):
         spec.loader.exec_module(module)
     except SyntaxError as e:
         raise GumbelseqError(f"{path}:{e.lineno}:{e.offset}: plugin has a syntax error: {e.msg}") from None
+    except SystemExit as e:  # the command's exit is not a plugin's to decide
+        raise GumbelseqError(f"{path}: plugin failed to load: it called sys.exit({e.code!r})") from None
     except Exception as e:  # a broken third-party plugin must not crash the CLI with a traceback
-        raise GumbelseqError(f"{path}: plugin failed to load: {type(e).__name__}: {e}") from None
+        raise GumbelseqError(f"{path}: plugin failed to load: {type(e).__name__}: {first_line(e)}") from None
     return module
 
 
