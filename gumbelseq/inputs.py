@@ -22,11 +22,13 @@ import csv
 import errno
 import gzip
 import io
+import json
 import os
+import re
 import sys
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from .errors import InputFileError, first_line
 
@@ -306,3 +308,35 @@ def iter_samples(path: str | Path, what: str = "file", column: str | None = None
         else:
             for i, raw in enumerate(f, 1):
                 yield i, decode_line(raw, str(path), i)
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object that names a key twice; ``line`` and ``column`` (1-based) of the second."""
+
+    def __init__(self, key: str, line: int, column: int) -> None:
+        self.key, self.line, self.column = key, line, column
+        super().__init__(f"duplicate key {key!r} (an object may name a key once)")
+
+
+def loads_json_strict(text: str) -> Any:
+    """``json.loads``, refusing an object that names a key twice: the last one won silently (a
+    ``grid`` written twice lost the first). The position is that of the key's second spelling
+    in the text (found by search: the decoder does not report positions of pairs)."""
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out and not found:
+                found.append(k)
+            out[k] = v
+        return out
+
+    data = json.loads(text, object_pairs_hook=pairs)
+    if found:
+        key = found[0]
+        spellings = [m.start() for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+        at = spellings[1] if len(spellings) > 1 else 0
+        line = text.count("\n", 0, at) + 1
+        raise DuplicateKeyError(key, line, at - (text.rfind("\n", 0, at) + 1) + 1)
+    return data

@@ -421,3 +421,22 @@ def test_a_shared_journal_cut_mid_line_is_refused_not_cut(tmp_path):
     with pytest.raises(GumbelseqError, match="its last line is cut short"):
         run_sweep(load_sweep_file(_grid(tmp_path, iterations=3)), tmp_path / "out", storage=str(journal))
     assert journal.read_bytes() == data[:-5]
+
+
+@pytest.mark.parametrize("name,text,where", [
+    ("dup.json", '{"iterations": 3,\n "iterations": 5, "grid": {"tau_end": [1.0]}}', ":2:2: duplicate key 'iterations'"),
+    ("dup.yaml", "iterations: 3\ngrid:\n  tau_end: [1.0]\niterations: 5\n", ":4:1: duplicate key 'iterations'"),
+    ("dup2.json", '{"iterations": 3, "grid": {"tau_end": [1.0]}, "grid": {"lr_g": [0.1]}}', "duplicate key 'grid'"),
+])
+def test_a_key_named_twice_in_json_or_yaml_is_refused(tmp_path, name, text, where):
+    """TOML refuses it; JSON and YAML kept the last silently (a grid written twice lost the first)."""
+    f = tmp_path / name
+    f.write_text(text)
+    _assert_refused(tmp_path, f, where)
+
+
+def test_a_huge_grid_is_refused_by_its_size_before_anything_else(tmp_path):
+    """The duplicate check compared every pair first (40,000 values: 39 s before the refusal)."""
+    f = tmp_path / "h.toml"
+    f.write_text("iterations = 3\n[grid]\ntau_end = [" + ", ".join(f"{i}.5" for i in range(40_000)) + ", 0.5]\n")
+    _assert_refused(tmp_path, f, "40,001 values; a grid has at most 10,000 trials")  # not "0.5 is listed twice"

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import GumbelseqError, first_line
+from ..inputs import DuplicateKeyError, loads_json_strict
 from .options import finite_number
 from .suite import BUILTIN_SUITES, GrammarDraw, LinesFrom, ModelSpec, Published, Suite
 
@@ -104,9 +105,11 @@ def _read(path: Path) -> Any:
         raise SuiteError(f"{shown}: empty suite file; it needs at least name, grammar and [train]")
     if path.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = loads_json_strict(text)
         except json.JSONDecodeError as e:
             raise SuiteError(f"{shown}:{e.lineno}:{e.colno}: JSON syntax error: {e.msg}") from None
+        except DuplicateKeyError as e:
+            raise SuiteError(f"{shown}:{e.line}:{e.column}: {e}") from None
     else:
         try:
             import tomllib
@@ -115,7 +118,11 @@ def _read(path: Path) -> Any:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise SuiteError(f"{shown}: TOML syntax error: {first_line(e)}") from None
+            msg = first_line(e)
+            m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)  # FILE:LINE:COL, as everywhere else
+            if m:
+                raise SuiteError(f"{shown}:{m.group(1)}:{m.group(2)}: TOML syntax error: {msg[: m.start()]}") from None
+            raise SuiteError(f"{shown}: TOML syntax error: {msg}") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{shown}: expected a JSON object (a table of keys) at the top, got {_kind(data)}")
     return data

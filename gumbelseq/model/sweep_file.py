@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import GumbelseqError
-from ..inputs import char_column, read_lines
+from ..inputs import DuplicateKeyError, char_column, loads_json_strict, read_lines
 from ..lang.grammar import Grammar, load_grammar
 from . import rundir
 from .options import _field_types, finite_number
@@ -280,7 +280,7 @@ def _parse(path: str, text: str) -> Any:
         except ModuleNotFoundError:
             raise _fail(path, "reading YAML needs PyYAML (Optuna brings it): pip install -e '.[sweep]'") from None
         try:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_unique_keys_loader(yaml))  # noqa: S506 - a SafeLoader subclass
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             what = e.problem or e.context or "not valid YAML"
@@ -291,10 +291,29 @@ def _parse(path: str, text: str) -> Any:
             raise _fail(path, f"not valid YAML ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if suffix == ".json":
         try:
-            return json.loads(text)
+            return loads_json_strict(text)
         except json.JSONDecodeError as e:
             raise SweepFileError(f"{path}:{e.lineno}:{e.colno}: {e.msg}") from None
+        except DuplicateKeyError as e:
+            raise SweepFileError(f"{path}:{e.line}:{e.column}: {e}") from None
     raise _fail(path, f"unknown sweep file type {suffix or '(no extension)'!r}; name it .toml, .yaml, .yml or .json")
+
+
+def _unique_keys_loader(yaml: Any) -> Any:
+    """PyYAML's SafeLoader, refusing a mapping that names a key twice (it kept the last)."""
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (a mapping may name a key once)", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeys
 
 
 # -- checking values ----------------------------------------------------------------------------
@@ -487,10 +506,14 @@ def load_sweep_file(path: str | Path, *, plugins_dir: str | Path | None = None) 
             for v in values:
                 if not (isinstance(v, (str, bool)) or _is_number(v)):
                     raise _fail(path, f"grid: {key}: values must be numbers, strings or booleans, got {_show(v)}")
+            if len(values) > MAX_GRID:  # before the work below: a 1 MiB file holds 150,000 values
+                raise _fail(path, f"grid: {key}: {len(values):,} values; a grid has at most {MAX_GRID:,} trials")
             values = [_coerce(types[key], v) for v in values]
-            for i, v in enumerate(values):
-                if any(type(v) is type(w) and v == w for w in values[:i]):
+            seen: set[tuple[type, Any]] = set()
+            for v in values:  # a set, not pairs: 40,000 values took 39 s
+                if (type(v), v) in seen:
                     raise _fail(path, f"grid: {key}: {_show(v)} is listed twice")
+                seen.add((type(v), v))
             grid[key] = values
     else:
         search = {key: _dimension(path, key, spec, types[key]) for key, spec in swept_raw.items()}
