@@ -178,12 +178,16 @@ class _CheckedGunzip(io.RawIOBase):
     def __init__(self, raw: BinaryIO, source: str) -> None:
         super().__init__()
         self._raw = raw
-        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
-        self._source = source
         # What the file starts with, read ahead: an empty file (which GzipFile reads as empty
         # data) and a file that is not gzip at all differ from junk after a gzip member.
-        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b"\x1f\x8b"
+        if hasattr(raw, "peek"):
+            head = raw.peek(2)[:2]
+        else:  # a reader without peek (a wheel member behind a progress counter): read, then give back
+            head = raw.read(2)
+            raw = _Prepended(head, raw)  # type: ignore[assignment]
         self._head = "empty" if head == b"" else "gzip" if head == b"\x1f\x8b" or len(head) < 2 else "other"
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._source = source
 
     def readable(self) -> bool:
         return True
@@ -214,6 +218,25 @@ class _CheckedGunzip(io.RawIOBase):
                 if self._raw is not getattr(sys.stdin, "buffer", None):
                     self._raw.close()
         super().close()
+
+
+class _Prepended:
+    """``raw`` with ``head`` (bytes already read from it) in front again: what GzipFile reads."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head, self._raw = head, raw
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._raw.read(n)
+        if n is None or n < 0:
+            out, self._head = self._head + self._raw.read(), b""
+            return out
+        out, self._head = self._head[:n], self._head[n:]
+        return out if len(out) == n else out + self._raw.read(n - len(out))
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 def gunzip_stream(raw: BinaryIO, source: str) -> BinaryIO:

@@ -326,3 +326,25 @@ def test_a_symlink_loop_is_named_as_one(tmp_path):
     (tmp_path / "dangling").symlink_to("nowhere")
     with pytest.raises(InputFileError, match=r"dangling: no such file$"):
         read_lines(tmp_path / "dangling")
+
+
+def test_gzip_checks_hold_on_a_stream_without_peek():
+    """A wheel member read through a progress counter has no peek(): a plain-text member was
+    called "bytes that are not gzip data after the gzip data" (CI caught it)."""
+    from gumbelseq.inputs import gunzip_stream
+
+    class NoPeek:
+        def __init__(self, data):
+            self._f = io.BytesIO(data)
+
+        def read(self, n=-1):
+            return self._f.read(n)
+
+        def close(self):
+            self._f.close()
+
+    with pytest.raises(InputFileError, match=r"m\.gz: not gzip data"):
+        gunzip_stream(NoPeek(b"SMILES\nCC\n"), "m.gz").read()
+    with pytest.raises(InputFileError, match=r"m\.gz: bytes that are not gzip data after the gzip data"):
+        gunzip_stream(NoPeek(gzip.compress(b"x\n") + b"junk"), "m.gz").read()
+    assert gunzip_stream(NoPeek(gzip.compress(b"x\ny\n")), "m.gz").read() == b"x\ny\n"
