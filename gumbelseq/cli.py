@@ -26,6 +26,7 @@ from .errors import GumbelseqError, InputFileError
 from .lang.grammar import DEFAULT_GRAMMAR, builtin_grammars, load_grammar
 from .model.rundir import MAX_LEN_LIMIT  # torch-free
 
+
 class _ResultsConsole(Console):
     """Rich exits 1 itself when the reader of stdout leaves; hand that to ``_Main.invoke``, which
     treats it the same for every command."""

@@ -418,9 +418,11 @@ def test_a_shared_journal_cut_mid_line_is_refused_not_cut(tmp_path):
     run_sweep(spec, tmp_path / "out", storage=str(journal), trials_per_worker=1)
     data = journal.read_bytes()
     journal.write_bytes(data[:-5])
-    with pytest.raises(GumbelseqError, match="its last line is cut short"):
-        run_sweep(load_sweep_file(_grid(tmp_path, iterations=3)), tmp_path / "out", storage=str(journal))
+    for out in ("out", "fresh"):  # a new --out folder over the same shared journal too
+        with pytest.raises(GumbelseqError, match="its last line is cut short"):
+            run_sweep(load_sweep_file(_grid(tmp_path, iterations=3)), tmp_path / out, storage=str(journal))
     assert journal.read_bytes() == data[:-5]
+    assert not (tmp_path / "fresh").exists()
 
 
 @pytest.mark.parametrize("name,text,where", [

@@ -836,9 +836,8 @@ def run_sweep(
     store.check(out)
     lock, fresh, created = _claim(out, spec, store)
     try:
-        if not fresh:
-            _repair_tails(out, store)
         try:
+            _repair_tails(out, store)  # a fresh folder has nothing to repair, but a shared journal may
             study = _open_study(store.open(), spec)
             if fresh:
                 write_lines(out / DATA_FILE, data)
