@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import signal
 import sys
 from typing import Any, Callable
 
@@ -506,7 +507,7 @@ def train_cmd(
         )
     if result.stopped:
         err.print(f"stopped at iteration {result.iterations}; continue with: gumbelseq train --resume {result.run_dir}")
-        sys.exit(130)
+        sys.exit(128 + (result.stop_signal or signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM
     click.echo(str(result.run_dir))
 
 

@@ -70,6 +70,8 @@ class TrainResult:
     #: checkpoint (kept in the checkpoint, so a killed session loses only what came after it);
     #: None for a run resumed from a checkpoint written before this was recorded.
     train_seconds: float | None = None
+    #: For a stopped run, the signal that stopped it (SIGINT, SIGTERM), if one did.
+    stop_signal: int | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -305,10 +307,13 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any], source: str) -> 
 
 class _StopFlag:
     """Ctrl-C asks the loop to stop after the current iteration (a half-done step would make
-    the checkpoint inconsistent); a second Ctrl-C interrupts at once."""
+    the checkpoint inconsistent); a second Ctrl-C interrupts at once. SIGTERM (``kill``, a
+    scheduler's preemption) stops the same way where it had its default action, which ended
+    the process on the spot and lost everything since the last checkpoint."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal: int | None = None  # the signal that asked for the stop
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -318,14 +323,22 @@ class _StopFlag:
 
         def handler(signum: int, frame: Any) -> None:
             if self.requested:
+                if signum == signal.SIGTERM:
+                    raise SystemExit(128 + signal.SIGTERM)
                 raise KeyboardInterrupt
             self.requested = True
+            self.signal = signum
 
         previous = signal.signal(signal.SIGINT, handler)
+        term = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        if term:
+            signal.signal(signal.SIGTERM, handler)
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+            if term:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _train_locked(
@@ -420,7 +433,7 @@ def _train_locked(
         raise
     for cb in callbacks:
         cb.on_end(iteration, stopped)
-    return TrainResult(run_dir, iteration, stopped, trainer, seconds)
+    return TrainResult(run_dir, iteration, stopped, trainer, seconds, stop.signal if stopped else None)
 
 
 def _sample_ids(trainer: Trainer, n: int, gen: torch.Generator) -> torch.Tensor:
