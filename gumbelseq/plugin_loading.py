@@ -10,7 +10,7 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import pluggy
 
@@ -65,3 +65,29 @@ def collect(
         except Exception as e:  # a broken plugin is named, never a traceback
             raise error(f"plugin {source}: {hook} failed: {type(e).__name__}: {first_line(e)}") from None
     return found
+
+
+class NamedPlugins(Generic[T]):
+    """What the plugins of entry-point group ``group`` register through ``hook``, by name: loaded
+    once per process on first use; an unknown name is a one-line ``error`` listing the known."""
+
+    def __init__(self, group: str, hookspecs: object, hook: str, kind: type[T], error: type[GumbelseqError],
+                 what: str, plural: str) -> None:
+        self.group, self.hookspecs, self.hook, self.kind = group, hookspecs, hook, kind
+        self.error, self.what, self.plural = error, what, plural
+        self._found: dict[str, tuple[T, str]] | None = None
+
+    def all(self) -> dict[str, tuple[T, str]]:
+        """Every registered one by name, with where it came from."""
+        if self._found is None:
+            pm, sources = entry_point_manager(self.group, self.hookspecs, self.error)
+            name_of: Callable[[Any], str] = lambda obj: obj.name  # noqa: E731
+            self._found = collect(pm, self.hook, self.kind, name_of, sources, self.error, self.what)
+        return self._found
+
+    def get(self, name: str) -> T:
+        known = self.all()
+        if name not in known:
+            listed = ", ".join(sorted(known)) or "none installed"
+            raise self.error(f"unknown {self.what} {name!r}; known {self.plural}: {listed}")
+        return known[name][0]

@@ -31,7 +31,7 @@ import pluggy
 from .cpus import usable_cpus
 from .errors import GumbelseqError, first_line
 from .parallel import WorkersStopped, map_batches
-from .plugin_loading import collect, entry_point_manager
+from .plugin_loading import NamedPlugins
 
 if TYPE_CHECKING:
     from .lang.grammar import Grammar
@@ -95,25 +95,17 @@ class ValidatorReport:
         return asdict(self)
 
 
-_registry: dict[str, tuple[Validator, str]] | None = None
+_VALIDATORS = NamedPlugins(ENTRY_POINT_GROUP, _Hooks, "register_validators", Validator, ValidatorError, "validator", "validators")
 
 
 def validators() -> dict[str, tuple[Validator, str]]:
     """Every registered validator by name, with where it came from (built once per process)."""
-    global _registry
-    if _registry is None:
-        pm, sources = entry_point_manager(ENTRY_POINT_GROUP, _Hooks, ValidatorError)
-        _registry = collect(pm, "register_validators", Validator, lambda v: v.name, sources, ValidatorError, "validator")
-    return _registry
+    return _VALIDATORS.all()
 
 
 def get_validator(name: str) -> Validator:
     """The validator ``name``, checked usable (its library installed), or a one-line error."""
-    known = validators()
-    if name not in known:
-        listed = ", ".join(sorted(known)) or "none installed"
-        raise ValidatorError(f"unknown validator {name!r}; known validators: {listed}")
-    validator = known[name][0]
+    validator = _VALIDATORS.get(name)
     try:
         validator.check()
     except GumbelseqError:

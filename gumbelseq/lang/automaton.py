@@ -20,7 +20,7 @@ from typing import Callable, Hashable
 import pluggy
 
 from ..errors import GumbelseqError
-from ..plugin_loading import collect, entry_point_manager
+from ..plugin_loading import NamedPlugins
 
 ENTRY_POINT_GROUP = "gumbelseq.automata"
 
@@ -78,22 +78,14 @@ class _Hooks:
         """Call ``register(automaton)`` once for each ``CharAutomaton`` you provide."""
 
 
-_registry: dict[str, tuple[CharAutomaton, str]] | None = None
+_AUTOMATA = NamedPlugins(ENTRY_POINT_GROUP, _Hooks, "register_automata", CharAutomaton, AutomatonError, "automaton", "automata")
 
 
 def automata() -> dict[str, tuple[CharAutomaton, str]]:
     """Every registered automaton by name, with where it came from (built once per process)."""
-    global _registry
-    if _registry is None:
-        pm, sources = entry_point_manager(ENTRY_POINT_GROUP, _Hooks, AutomatonError)
-        _registry = collect(pm, "register_automata", CharAutomaton, lambda a: a.name, sources, AutomatonError, "automaton")
-    return _registry
+    return _AUTOMATA.all()
 
 
 def get_automaton(name: str) -> CharAutomaton:
     """The automaton ``name``, or a one-line ``AutomatonError`` listing the known ones."""
-    known = automata()
-    if name not in known:
-        listed = ", ".join(sorted(known)) or "none installed"
-        raise AutomatonError(f"unknown automaton {name!r}; known automata: {listed}")
-    return known[name][0]
+    return _AUTOMATA.get(name)
