@@ -184,3 +184,98 @@ def test_cli_sample_with_an_automaton(tmp_path):
     assert again.exit_code == 0 and again.stdout.splitlines() == obj["samples"]
     r = runner.invoke(main, ["sample", "--run", str(tmp_path / "run"), "--automaton", "nope"])
     assert (r.exit_code, r.stdout) == (1, "") and r.stderr.startswith("Error: unknown automaton 'nope'; known automata: ")
+
+
+class _EndsWith(CharAutomaton):
+    """The last character is ``ch`` (an exact bound: 0 or 1)."""
+
+    def __init__(self, ch):
+        self.ch, self.name, self.description = ch, f"ends-with-{ch}", "ends with " + ch
+
+    def start(self):
+        return False
+
+    def step(self, state, char):
+        return char == self.ch
+
+    def accepts(self, state):
+        return state
+
+    def min_chars(self, state):
+        return 0 if state else 1
+
+
+class _EvenCount(CharAutomaton):
+    """An even number of ``ch`` (bound 0 or 1)."""
+
+    def __init__(self, ch):
+        self.ch, self.name, self.description = ch, f"even-{ch}", "an even number of " + ch
+
+    def start(self):
+        return 0
+
+    def step(self, state, char):
+        return state ^ (char == self.ch)
+
+    def accepts(self, state):
+        return state == 0
+
+    def min_chars(self, state):
+        return state
+
+
+def _accepted_by(automaton, s):
+    state = automaton.start()
+    for c in s:
+        state = automaton.step(state, c)
+        if state is None:
+            return False
+    return automaton.accepts(state)
+
+
+@pytest.mark.parametrize("spec,alphabet,max_len,extra", [
+    ("smiles", "C1=", 7, [_EndsWith("1")]),
+    ("smiles", "C12()", 6, [_EvenCount("1")]),
+    ("dyck", "()[]", 8, [_EvenCount("("), _EndsWith(")")]),
+    ("arith", "x+", 5, [_EndsWith("x"), _EndsWith("x")]),
+])
+def test_brute_force_with_several_automata(spec, alphabet, max_len, extra):
+    """One character may serve several automata (a ring closure that is also the last
+    character): their bounds were summed, and real strings were pruned ("C1=CCC1" could not be
+    written; arith "x" at length 1 was "impossible"). Found by an independent brute-force probe."""
+    g = load_grammar(spec)
+    automata_ = ([get_automaton(RINGS)] if spec == "smiles" else []) + extra
+    masks = IntersectedMasks(grammar_masks(g, max_len, alphabet), automata_)
+    written, dead = language(masks)
+    expected = {
+        s
+        for n in range(1, max_len + 1)
+        for s in map("".join, itertools.product(alphabet, repeat=n))
+        if g.is_valid(s) and all(_accepted_by(a, s) for a in automata_)
+    }
+    assert dead == 0 and masks.gave_up == 0
+    assert written == expected and written
+
+
+def test_a_search_that_gives_up_does_not_claim_impossibility(monkeypatch):
+    """With the search budget spent, the error said no string exists; it may well exist."""
+    from gumbelseq.lang import intersection
+
+    class OnlyTarget(CharAutomaton):  # states never merge: the prefix itself
+        name, description = "only-target", "exactly one string"
+
+        def start(self):
+            return ""
+
+        def step(self, state, char):
+            return state + char
+
+        def accepts(self, state):
+            return state == "x/x/x/x/x"
+
+    monkeypatch.setattr(intersection, "SEARCH_BUDGET", 20)
+    with pytest.raises(AutomatonError, match=r"^found no string of at most 9 characters .* within 20 search steps"):
+        IntersectedMasks(grammar_masks(load_grammar("arith"), 9, "x+-*/"), [OnlyTarget()])
+    monkeypatch.setattr(intersection, "SEARCH_BUDGET", 200_000)
+    masks = IntersectedMasks(grammar_masks(load_grammar("arith"), 9, "x+-*/"), [OnlyTarget()])
+    assert language(masks) == ({"x/x/x/x/x"}, 0)

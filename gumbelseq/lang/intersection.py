@@ -5,10 +5,11 @@ far), numbered as they are met. A character is allowed when the grammar allows i
 automaton takes it, and some string finishes from the state it leads to: that last condition is
 what keeps sampling free of dead ends, and it is decided by a depth-first search for one
 completion, memoised per state. The search prunes a state whose lower bound on the characters
-still needed (the largest of the grammar engine's own bound, where it has one, and the sum of the
-automata's ``min_chars``) exceeds what ``max_len`` leaves, and tries children with the smallest
-bound first, so that a completion (close the rings, close the branches, end) is usually found
-in a few steps.
+still needed (the largest of the grammar engine's own bound, where it has one, and each
+automaton's ``min_chars``: the largest, not the sum, since one character may serve several
+automata at once) exceeds what ``max_len`` leaves, and tries children with the smallest bound
+first, so that a completion (close the rings, close the branches, end) is usually found in a
+few steps.
 
 It answers the same four questions as every mask engine (``gumbelseq.lang.masks``), so the
 model side samples from it as from a grammar's masks.
@@ -49,6 +50,12 @@ class IntersectedMasks:
         root: _Key = (masks.start, tuple(a.start() for a in self.automata), 0)
         if not self._search(root):
             names = ", ".join(a.name for a in self.automata)
+            if self.gave_up:  # not a proof that there is none
+                raise AutomatonError(
+                    f"found no string of at most {self.max_len} characters that the grammar and {names} both"
+                    f" accept within {SEARCH_BUDGET:,} search steps (an automaton whose states never merge,"
+                    " or a min_chars of 0, makes the search blind)"
+                )
             raise AutomatonError(
                 f"no string of at most {self.max_len} characters is both in the grammar's language and"
                 f" accepted by {names}"
@@ -103,7 +110,9 @@ class IntersectedMasks:
         return all(aut.accepts(s) for aut, s in zip(self.automata, a)) and self.masks.can_end(g)
 
     def _automata_bound(self, a: tuple[Hashable, ...]) -> int:
-        return sum(aut.min_chars(s) for aut, s in zip(self.automata, a))
+        # The largest: a sum overestimates when one character serves two automata (a ring
+        # closure that is also the last character), and the search then pruned real strings.
+        return max((aut.min_chars(s) for aut, s in zip(self.automata, a)), default=0)
 
     def _children(self, key: _Key) -> Iterator[tuple[str, _Key]]:
         """``(char, child)`` for each character the grammar and every automaton take: first
