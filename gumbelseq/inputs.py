@@ -99,16 +99,21 @@ def decode_line(raw: bytes, source: str, line: int, *, strip_bom: bool | None = 
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputFileError(f"{source}:{line}: not valid UTF-8 (column {char_column(raw, e.start)})") from None
+        raise InputFileError(f"{source}:{line}: not valid UTF-8 (column {line_and_column(raw, e.start)[1]})") from None
     if line == 1 if strip_bom is None else strip_bom:
         text = text.removeprefix("\ufeff")
     return strip_sample(text)
 
 
-def char_column(data: bytes, bad: int, line_start: int = 0) -> int:
-    """The 1-based column, in characters as the parser's columns count them, of the first
-    undecodable byte ``bad`` of a line starting at ``line_start``: what precedes it decodes."""
-    return len(data[line_start:bad].decode("utf-8")) + 1
+def line_and_column(data: bytes | str, at: int) -> tuple[int, int]:
+    """The 1-based line and column of offset ``at`` in ``data``, the column in characters as the
+    parser's columns count them (for bytes, ``at`` is the first undecodable byte or any offset
+    whose line decodes up to it)."""
+    if isinstance(data, bytes):
+        start = data.rfind(b"\n", 0, at) + 1
+        return data.count(b"\n", 0, at) + 1, len(data[start:at].decode("utf-8")) + 1
+    start = data.rfind("\n", 0, at) + 1
+    return data.count("\n", 0, at) + 1, at - start + 1
 
 
 def strip_sample(text: str) -> str:
@@ -121,8 +126,7 @@ def read_text(path: str | Path, what: str = "file") -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        column = char_column(data, e.start, data.rfind(b"\n", 0, e.start) + 1)
+        line, column = line_and_column(data, e.start)
         raise InputFileError(f"{path}:{line}:{column}: not valid UTF-8") from None
 
 
@@ -258,7 +262,7 @@ def _decoded(stream: Iterable[bytes], source: str) -> Iterator[str]:
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise InputFileError(f"{source}:{i}: not valid UTF-8 (column {char_column(raw, e.start)})") from None
+            raise InputFileError(f"{source}:{i}: not valid UTF-8 (column {line_and_column(raw, e.start)[1]})") from None
 
 
 def iter_csv_column(stream: Iterable[bytes], source: str, column: str | None = None) -> Iterator[tuple[int, str]]:
@@ -359,7 +363,5 @@ def loads_json_strict(text: str) -> Any:
     if found:
         key = found[0]
         spellings = [m.start() for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
-        at = spellings[1] if len(spellings) > 1 else 0
-        line = text.count("\n", 0, at) + 1
-        raise DuplicateKeyError(key, line, at - (text.rfind("\n", 0, at) + 1) + 1)
+        raise DuplicateKeyError(key, *line_and_column(text, spellings[1] if len(spellings) > 1 else 0))
     return data

@@ -27,7 +27,7 @@ from lark.exceptions import (
 from lark.lexer import PatternRE, PatternStr
 
 from ..errors import GrammarSyntaxError, UnknownGrammarError, UnsupportedGrammarError
-from ..inputs import read_text
+from ..inputs import line_and_column, read_text
 from .recognizer import LalrRecognizer
 from .regex import refers_to_group_by_number
 
@@ -255,9 +255,8 @@ def load_grammar(
 
 def _build(name: str, shown: str, text: str, start: str, on_notice: Callable[[str], None] | None) -> Grammar:
     if "\0" in text:  # Lark's own message is a Python tuple about source code
-        at = text.index("\0")
-        line = text.count("\n", 0, at) + 1
-        raise GrammarSyntaxError(f"{shown}:{line}:{at - (text.rfind(chr(10), 0, at) + 1) + 1}: a NUL character; a grammar is text")
+        line, column = line_and_column(text, text.index("\0"))
+        raise GrammarSyntaxError(f"{shown}:{line}:{column}: a NUL character; a grammar is text")
     # source_path: Lark resolves a relative ``%import .module.rule`` from this file's folder
     # (for a grammar given as a string it would use the folder of the running script).
     try:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import GumbelseqError, first_line
-from ..inputs import DuplicateKeyError, loads_json_strict
+from ..inputs import DuplicateKeyError, line_and_column, loads_json_strict
 from .options import finite_number
 from .suite import BUILTIN_SUITES, GrammarDraw, LinesFrom, ModelSpec, Published, Suite
 
@@ -99,7 +99,7 @@ def _read(path: Path) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
+        line, _ = line_and_column(raw, e.start)
         raise SuiteError(f"{shown}:{line}: not valid UTF-8; a suite file is UTF-8 text") from None
     if not text.strip():
         raise SuiteError(f"{shown}: empty suite file; it needs at least name, grammar and [train]")

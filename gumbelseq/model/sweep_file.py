@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import GumbelseqError
-from ..inputs import DuplicateKeyError, char_column, loads_json_strict, read_lines
+from ..inputs import DuplicateKeyError, line_and_column, loads_json_strict, read_lines
 from ..lang.grammar import Grammar, load_grammar
 from . import rundir
 from .options import _field_types, finite_number
@@ -244,8 +244,7 @@ def _read_file(path: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        column = char_column(data, e.start, data.rfind(b"\n", 0, e.start) + 1)
+        line, column = line_and_column(data, e.start)
         raise SweepFileError(f"{path}:{line}:{column}: not valid UTF-8") from None
     if not text.strip():
         raise _fail(path, "empty sweep file")
