@@ -230,6 +230,15 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
         sys.stdout.write("".join(s + "\n" for s in lines))
 
 
+plugins_dir_option = click.option(
+    "--plugins-dir",
+    type=click.Path(),  # a file here is the registry's one Error line, as a missing folder is
+    envvar="GUMBELSEQ_PLUGINS_DIR",
+    default=None,
+    help="Also load loose *.py plugin files (backends, validators, automata) from this directory [env: GUMBELSEQ_PLUGINS_DIR].",
+)
+
+
 @main.command("score")
 @click.argument("file", type=str)
 @grammar_option
@@ -243,8 +252,9 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
 @click.option("--validator", "validator_names", multiple=True, metavar="NAME", help="Also report validity, uniqueness and novelty under a validator plugin (rdkit: pip install -e '.[chem]'); repeatable.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Processes checking the samples (grammar and validators) when there are many distinct ones (20,000 for an LALR grammar, 500 for an Earley one; 0: one per usable CPU); the report is the same for any number.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@plugins_dir_option
 @domain_errors
-def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, reference_column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], workers: int, as_json: bool) -> None:
+def score_cmd(file: str, grammar: str, start: str, reference: str | None, column: str | None, reference_column: str | None, max_len: int | None, show_invalid: int, validator_names: tuple[str, ...], workers: int, as_json: bool, plugins_dir: str | None) -> None:
     """Score a sample file (one sample per line; FILE may be - for stdin; .csv and .gz files too)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -271,7 +281,7 @@ def score_cmd(file: str, grammar: str, start: str, reference: str | None, column
         rep, extra = score_file_validated(file, g, validator_names, reference=reference, column=column,
                                           reference_column=reference_column, max_len=max_len,
                                           show_invalid=show_invalid, workers=workers or usable_cpus(),
-                                          progress=progress)
+                                          progress=progress, plugins_dir=plugins_dir)
     if as_json:
         obj = rep.to_dict()
         if extra:
@@ -378,15 +388,6 @@ def datasets_fetch_cmd(name: str, wheel: str | None) -> None:
 
 # -- backends, train, sample --------------------------------------------------------------------
 
-plugins_dir_option = click.option(
-    "--plugins-dir",
-    type=click.Path(),  # a file here is the registry's one Error line, as a missing folder is
-    envvar="GUMBELSEQ_PLUGINS_DIR",
-    default=None,
-    help="Also load loose *.py plugin files from this directory [env: GUMBELSEQ_PLUGINS_DIR].",
-)
-
-
 @main.command("backends")
 @plugins_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -416,6 +417,28 @@ def backends_cmd(plugins_dir: str | None, as_json: bool) -> None:
     for e in entries:
         name = e.name + (" (default)" if getattr(e.backend, "default", False) else "")
         table.add_row(name, e.backend.description, e.source)
+    out.print(table)
+
+
+@main.command("plugins")
+@plugins_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@domain_errors
+def plugins_cmd(plugins_dir: str | None, as_json: bool) -> None:
+    """List every plugin: backends, validators and automata, and where each came from."""
+    from .lang.automaton import automata
+    from .model.registry import get_registry
+    from .validators import validators
+
+    rows = [("backend", e.name, e.backend.description, e.source) for e in get_registry(plugins_dir).entries()]
+    for kind, found in (("validator", validators(plugins_dir)), ("automaton", automata(plugins_dir))):
+        rows += [(kind, name, obj.description, source) for name, (obj, source) in sorted(found.items())]
+    if as_json:
+        _emit_json([{"kind": k, "name": n, "description": d, "source": s} for k, n, d, s in rows])
+        return
+    table = Table("kind", "name", "description", "source", title="plugins")
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 

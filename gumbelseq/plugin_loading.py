@@ -1,15 +1,26 @@
-"""Loading pluggy plugins from an entry-point group and collecting what their hook registers.
+"""Loading pluggy plugins and collecting what their hooks register.
 
-Backends (``gumbelseq``) and validators (``gumbelseq.validators``) are both plugins whose hook
-is called with a ``register`` function. Loading and collecting are the same for both, and so
-are the failures a user must see as one line naming the plugin, never a traceback: a package
-that fails to import, a hook that raises, an object of the wrong type, a name registered twice.
+Backends (entry-point group ``gumbelseq``), validators (``gumbelseq.validators``) and character
+automata (``gumbelseq.automata``) are all plugins whose hook is called with a ``register``
+function. Loading and collecting are the same for all three, and so are the failures a user
+must see as one line naming the plugin, never a traceback: a package that fails to import, a
+hook that raises, an object of the wrong type, a name registered twice.
+
+Loose ``*.py`` files in ``--plugins-dir`` / ``$GUMBELSEQ_PLUGINS_DIR`` may implement any of the
+three hooks: each file is imported once per process, and each kind's plugin manager takes the
+files that implement its hook.
 
 Nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Generic, TypeVar
 
 import pluggy
@@ -17,6 +28,87 @@ import pluggy
 from .errors import GumbelseqError, first_line
 
 T = TypeVar("T")
+
+PLUGINS_DIR_ENV = "GUMBELSEQ_PLUGINS_DIR"
+#: Every hook a plugin may implement; any other hook name in a loose file is a typo, which
+#: pluggy would register silently and never call.
+HOOKS = ("register_backends", "register_validators", "register_automata")
+# pluggy's marker sets this attribute on a hook implementation (project name "gumbelseq").
+_IMPL_ATTR = "gumbelseq_impl"
+
+
+def plugins_dir_key(plugins_dir: str | Path | None) -> str | None:
+    """The loose-plugins folder asked for: ``plugins_dir``, else ``$GUMBELSEQ_PLUGINS_DIR``, else none."""
+    if plugins_dir is not None:
+        return str(plugins_dir)
+    return os.environ.get(PLUGINS_DIR_ENV) or None
+
+
+_loose: dict[str, list[tuple[Path, ModuleType, frozenset[str]]]] = {}
+
+
+def loose_plugins(plugins_dir: str | Path | None) -> list[tuple[Path, ModuleType, frozenset[str]]]:
+    """The loose plugin files of ``plugins_dir`` (or the environment's), each imported once per
+    process: ``(path, module, the hooks it implements)``. A folder that is not one, a file that
+    fails to import, or a hook name no plugin kind has is a one-line ``GumbelseqError``."""
+    key = plugins_dir_key(plugins_dir)
+    if key is None:
+        return []
+    if key not in _loose:
+        found = []
+        # A plugin that prints while it loads must not corrupt a command's results (--json).
+        with contextlib.redirect_stdout(sys.stderr):
+            for path in _plugin_files(Path(key)):
+                module = _load_module(path)
+                hooks = frozenset(name for name, obj in vars(module).items() if hasattr(obj, _IMPL_ATTR))
+                for name in sorted(hooks - set(HOOKS)):
+                    raise GumbelseqError(
+                        f"{path}: not a valid plugin: unknown hook {name!r} (plugins implement {', '.join(HOOKS)})"
+                    )
+                found.append((path, module, hooks))
+        _loose[key] = found
+    return _loose[key]
+
+
+def register_loose(pm: pluggy.PluginManager, plugins_dir: str | Path | None, hook: str,
+                   error: type[GumbelseqError]) -> dict[str, str]:
+    """Register with ``pm`` the loose plugin files that implement ``hook``; return where each
+    came from, by plugin name. A hook with the wrong arguments is a one-line ``error``."""
+    sources = {}
+    for path, module, hooks in loose_plugins(plugins_dir):
+        if hook not in hooks:
+            continue
+        name = f"file:{path}"
+        try:
+            pm.register(module, name=name)
+        except pluggy.PluginValidationError as e:
+            raise error(f"{path}: not a valid plugin: {' '.join(str(e).split())}") from None
+        sources[name] = str(path)
+    return sources
+
+
+def _plugin_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise GumbelseqError(f"{directory}: plugins dir is not a directory")
+    return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
+
+
+def _load_module(path: Path) -> ModuleType:
+    name = f"gumbelseq_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise GumbelseqError(f"{path}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise GumbelseqError(f"{path}:{e.lineno}:{e.offset}: plugin has a syntax error: {e.msg}") from None
+    except SystemExit as e:  # the command's exit is not a plugin's to decide
+        raise GumbelseqError(f"{path}: plugin failed to load: it called sys.exit({e.code!r})") from None
+    except Exception as e:  # a broken third-party plugin must not crash the CLI with a traceback
+        raise GumbelseqError(f"{path}: plugin failed to load: {type(e).__name__}: {first_line(e)}") from None
+    return module
 
 
 def entry_point_manager(group: str, hookspecs: object, error: type[GumbelseqError]) -> tuple[pluggy.PluginManager, dict[str, str]]:
@@ -68,25 +160,29 @@ def collect(
 
 
 class NamedPlugins(Generic[T]):
-    """What the plugins of entry-point group ``group`` register through ``hook``, by name: loaded
-    once per process on first use; an unknown name is a one-line ``error`` listing the known."""
+    """What the plugins of entry-point group ``group`` and loose plugin files register through
+    ``hook``, by name: loaded once per process and plugins folder on first use; an unknown name
+    is a one-line ``error`` listing the known."""
 
     def __init__(self, group: str, hookspecs: object, hook: str, kind: type[T], error: type[GumbelseqError],
                  what: str, plural: str) -> None:
         self.group, self.hookspecs, self.hook, self.kind = group, hookspecs, hook, kind
         self.error, self.what, self.plural = error, what, plural
-        self._found: dict[str, tuple[T, str]] | None = None
+        self._found: dict[str | None, dict[str, tuple[T, str]]] = {}
 
-    def all(self) -> dict[str, tuple[T, str]]:
+    def all(self, plugins_dir: str | Path | None = None) -> dict[str, tuple[T, str]]:
         """Every registered one by name, with where it came from."""
-        if self._found is None:
-            pm, sources = entry_point_manager(self.group, self.hookspecs, self.error)
-            name_of: Callable[[Any], str] = lambda obj: obj.name  # noqa: E731
-            self._found = collect(pm, self.hook, self.kind, name_of, sources, self.error, self.what)
-        return self._found
+        key = plugins_dir_key(plugins_dir)
+        if key not in self._found:
+            with contextlib.redirect_stdout(sys.stderr):  # as for backends: stdout is for results
+                pm, sources = entry_point_manager(self.group, self.hookspecs, self.error)
+                sources.update(register_loose(pm, key, self.hook, self.error))
+                name_of: Callable[[Any], str] = lambda obj: obj.name  # noqa: E731
+                self._found[key] = collect(pm, self.hook, self.kind, name_of, sources, self.error, self.what)
+        return self._found[key]
 
-    def get(self, name: str) -> T:
-        known = self.all()
+    def get(self, name: str, plugins_dir: str | Path | None = None) -> T:
+        known = self.all(plugins_dir)
         if name not in known:
             listed = ", ".join(sorted(known)) or "none installed"
             raise self.error(f"unknown {self.what} {name!r}; known {self.plural}: {listed}")

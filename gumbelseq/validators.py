@@ -14,7 +14,8 @@ with MOSES's definitions (Polykovskiy et al. 2020, ``moses.metrics``):
   minutes on every run.
 
 Validators join through the hook ``register_validators``, from packages in the entry-point
-group ``gumbelseq.validators`` (``[project.entry-points."gumbelseq.validators"]``). That group is
+group ``gumbelseq.validators`` (``[project.entry-points."gumbelseq.validators"]``) or loose
+plugin files (``--plugins-dir``). That group is
 separate from the backends' ``gumbelseq`` group on purpose: loading the backends imports torch,
 and ``score`` must start without it. This module imports neither torch nor any domain library;
 a validator imports its library when it is used, and says how to install it when it is missing.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import pluggy
@@ -98,14 +100,15 @@ class ValidatorReport:
 _VALIDATORS = NamedPlugins(ENTRY_POINT_GROUP, _Hooks, "register_validators", Validator, ValidatorError, "validator", "validators")
 
 
-def validators() -> dict[str, tuple[Validator, str]]:
-    """Every registered validator by name, with where it came from (built once per process)."""
-    return _VALIDATORS.all()
+def validators(plugins_dir: str | Path | None = None) -> dict[str, tuple[Validator, str]]:
+    """Every registered validator by name, with where it came from (built once per process);
+    ``plugins_dir``: loose plugin files too (default: ``$GUMBELSEQ_PLUGINS_DIR``)."""
+    return _VALIDATORS.all(plugins_dir)
 
 
-def get_validator(name: str) -> Validator:
+def get_validator(name: str, plugins_dir: str | Path | None = None) -> Validator:
     """The validator ``name``, checked usable (its library installed), or a one-line error."""
-    validator = _VALIDATORS.get(name)
+    validator = _VALIDATORS.get(name, plugins_dir)
     try:
         validator.check()
     except GumbelseqError:
@@ -192,16 +195,19 @@ def score_file_validated(
     show_invalid: int = 5,
     workers: int | None = None,
     progress: "Callable[[str, int, int], None] | None" = None,
+    plugins_dir: str | Path | None = None,
 ) -> "tuple[Report, list[ValidatorReport]]":
     """``gumbelseq.lang.score.score_file`` plus one ``ValidatorReport`` per validator name.
 
     ``workers``: processes for the grammar check and each validator when there are many distinct
     samples (default: one per usable CPU); ``progress(stage, done, total)``: distinct samples
-    checked so far by the grammar (stage ``"grammar"``) and each validator (its name). Every validator is checked usable before any file is read (a missing library is one line,
-    not a failure after minutes of reading), and the file is read once for all of them."""
+    checked so far by the grammar (stage ``"grammar"``) and each validator (its name);
+    ``plugins_dir``: where loose validator plugin files are. Every validator is checked usable
+    before any file is read (a missing library is one line, not a failure after minutes of
+    reading), and the file is read once for all of them."""
     from .lang.score import check_two_inputs, read_distinct, score_distinct
 
-    checked = [get_validator(name) for name in validator_names]
+    checked = [get_validator(name, plugins_dir) for name in validator_names]
     check_two_inputs(path, reference)
     # score_file's own steps, keeping the distinct samples for the validators.
     ref = read_distinct(reference, reference_column or column) if reference is not None else None

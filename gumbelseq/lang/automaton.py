@@ -9,12 +9,13 @@ own; constrained sampling follows the grammar's masks and every automaton asked 
 each automaton, and no prefix is a dead end.
 
 Automata are plugins, as validators are: the hook ``register_automata``, from packages in the
-entry-point group ``gumbelseq.automata``. Nothing here imports torch.
+entry-point group ``gumbelseq.automata`` or loose files in ``--plugins-dir``. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Callable, Hashable
 
 import pluggy
@@ -81,11 +82,12 @@ class _Hooks:
 _AUTOMATA = NamedPlugins(ENTRY_POINT_GROUP, _Hooks, "register_automata", CharAutomaton, AutomatonError, "automaton", "automata")
 
 
-def automata() -> dict[str, tuple[CharAutomaton, str]]:
-    """Every registered automaton by name, with where it came from (built once per process)."""
-    return _AUTOMATA.all()
+def automata(plugins_dir: str | Path | None = None) -> dict[str, tuple[CharAutomaton, str]]:
+    """Every registered automaton by name, with where it came from (built once per process);
+    ``plugins_dir``: loose plugin files too (default: ``$GUMBELSEQ_PLUGINS_DIR``)."""
+    return _AUTOMATA.all(plugins_dir)
 
 
-def get_automaton(name: str) -> CharAutomaton:
+def get_automaton(name: str, plugins_dir: str | Path | None = None) -> CharAutomaton:
     """The automaton ``name``, or a one-line ``AutomatonError`` listing the known ones."""
-    return _AUTOMATA.get(name)
+    return _AUTOMATA.get(name, plugins_dir)

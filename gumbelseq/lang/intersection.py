@@ -17,8 +17,10 @@ model side samples from it as from a grammar's masks.
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable, Iterator, Sequence
+import functools
+from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence, TypeVar
 
+from ..errors import GumbelseqError, first_line
 from .automaton import AutomatonError, CharAutomaton
 from .masks import GrammarMasks
 
@@ -28,6 +30,23 @@ from .masks import GrammarMasks
 SEARCH_BUDGET = 200_000
 
 _Key = tuple[int, tuple[Hashable, ...], int]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _plugin_failures(method: _F) -> _F:
+    """An automaton is a plugin: its exception (or a state that cannot be hashed, a bound that
+    is not a number) becomes a one-line ``AutomatonError`` naming it, not a traceback."""
+
+    @functools.wraps(method)
+    def checked(self: "IntersectedMasks", *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except (GumbelseqError, MemoryError):
+            raise
+        except Exception as e:  # noqa: BLE001 - quoted in one line, with the automaton's name
+            raise AutomatonError(self._failure(e)) from None
+
+    return checked  # type: ignore[return-value]
 
 
 class IntersectedMasks:
@@ -47,7 +66,11 @@ class IntersectedMasks:
         self._allowed: list[frozenset[str] | None] = []
         self._next: list[dict[str, int]] = []
         self._viable: dict[_Key, bool] = {}
-        root: _Key = (masks.start, tuple(a.start() for a in self.automata), 0)
+        self.start = self._root()
+
+    @_plugin_failures
+    def _root(self) -> int:
+        root: _Key = (self.masks.start, tuple(a.start() for a in self.automata), 0)
         if not self._search(root):
             names = ", ".join(a.name for a in self.automata)
             if self.gave_up:  # not a proof that there is none
@@ -60,19 +83,22 @@ class IntersectedMasks:
                 f"no string of at most {self.max_len} characters is both in the grammar's language and"
                 f" accepted by {names}"
             )
-        self.start = self._id(root)
+        return self._id(root)
 
     # -- the mask engine's four questions ----------------------------------------------------
 
+    @_plugin_failures
     def allowed(self, state: int) -> frozenset[str]:
         if self._allowed[state] is None:
             self._expand(state)
         return self._allowed[state]  # type: ignore[return-value]
 
+    @_plugin_failures
     def can_end(self, state: int) -> bool:
         g, a, _ = self._keys[state]
         return self._accepting(g, a)
 
+    @_plugin_failures
     def next(self, state: int, char: str) -> int:
         if self._allowed[state] is None:
             self._expand(state)
@@ -87,6 +113,23 @@ class IntersectedMasks:
         return len(self._keys)
 
     # -- inside --------------------------------------------------------------------------------
+
+    def _failure(self, e: Exception) -> str:
+        """One line for an automaton's failure, naming the automaton whose method raised it
+        (the innermost frame run for one of them), else all of them."""
+        culprit = None
+        tb = e.__traceback__
+        while tb is not None:
+            owner = tb.tb_frame.f_locals.get("self")
+            if any(owner is a for a in self.automata):
+                culprit = owner
+            tb = tb.tb_next
+        what = f"{type(e).__name__}: {first_line(e)}"
+        if culprit is not None:
+            return f"automaton {culprit.name!r} failed: {what}"
+        names = ", ".join(repr(a.name) for a in self.automata)
+        return (f"automaton {names} failed: {what} (a state must be hashable, min_chars an integer,"
+                " suggest a string)")
 
     def _id(self, key: _Key) -> int:
         sid = self._ids.get(key)

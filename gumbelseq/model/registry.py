@@ -2,27 +2,24 @@
 
 Built-in backends are ordinary plugins: they ship as their own packages and are listed in this
 project's ``[project.entry-points.gumbelseq]``, exactly like a third-party package. Loose
-``*.py`` files in ``--plugins-dir`` / ``$GUMBELSEQ_PLUGINS_DIR`` are loaded as plugins too.
+``*.py`` files in ``--plugins-dir`` / ``$GUMBELSEQ_PLUGINS_DIR`` are loaded as plugins too
+(``gumbelseq.plugin_loading``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import hookspecs
 from .backend import Backend
-import pluggy
 
-from ..errors import GumbelseqError, UnknownBackendError, first_line
-from ..plugin_loading import collect, entry_point_manager
+from ..errors import GumbelseqError, UnknownBackendError
+from ..plugin_loading import collect, entry_point_manager, plugins_dir_key, register_loose
 
 ENTRY_POINT_GROUP = "gumbelseq"
-PLUGINS_DIR_ENV = "GUMBELSEQ_PLUGINS_DIR"
 
 
 @dataclass(frozen=True)
@@ -42,18 +39,7 @@ class Registry:
         # A plugin that prints while it loads must not corrupt a command's results (--json).
         with contextlib.redirect_stdout(sys.stderr):
             self.pm, sources = entry_point_manager(ENTRY_POINT_GROUP, hookspecs, GumbelseqError)
-            if plugins_dir is None:
-                plugins_dir = os.environ.get(PLUGINS_DIR_ENV) or None
-            if plugins_dir is not None:
-                for path in _plugin_files(Path(plugins_dir)):
-                    module = _load_module(path)
-                    try:
-                        self.pm.register(module, name=f"file:{path}")
-                        # A hook name no spec knows (register_backend, a typo) registers nothing, silently.
-                        self.pm.check_pending()
-                    except pluggy.PluginValidationError as e:
-                        raise GumbelseqError(f"{path}: not a valid plugin: {' '.join(str(e).split())}") from None
-                    sources[f"file:{path}"] = str(path)
+            sources.update(register_loose(self.pm, plugins_dir, "register_backends", GumbelseqError))
             found = collect(self.pm, "register_backends", Backend, lambda b: b.name, sources, GumbelseqError, "backend")
         self._backends: dict[str, BackendEntry] = {name: BackendEntry(b, src) for name, (b, src) in found.items()}
 
@@ -84,36 +70,12 @@ class Registry:
             raise UnknownBackendError(f"unknown backend {name!r}; known backends: {known}") from None
 
 
-def _plugin_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        raise GumbelseqError(f"{directory}: plugins dir is not a directory")
-    return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
-
-
-def _load_module(path: Path):
-    name = f"gumbelseq_plugin_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise GumbelseqError(f"{path}: cannot be loaded as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as e:
-        raise GumbelseqError(f"{path}:{e.lineno}:{e.offset}: plugin has a syntax error: {e.msg}") from None
-    except SystemExit as e:  # the command's exit is not a plugin's to decide
-        raise GumbelseqError(f"{path}: plugin failed to load: it called sys.exit({e.code!r})") from None
-    except Exception as e:  # a broken third-party plugin must not crash the CLI with a traceback
-        raise GumbelseqError(f"{path}: plugin failed to load: {type(e).__name__}: {first_line(e)}") from None
-    return module
-
-
 _cache: dict[str | None, Registry] = {}
 
 
 def get_registry(plugins_dir: str | Path | None = None) -> Registry:
     """The registry for ``plugins_dir`` (or ``$GUMBELSEQ_PLUGINS_DIR``), built once per process."""
-    key = str(plugins_dir) if plugins_dir is not None else os.environ.get(PLUGINS_DIR_ENV) or None
+    key = plugins_dir_key(plugins_dir)
     reg = _cache.get(key)
     if reg is None:
         reg = _cache[key] = Registry(key)

@@ -33,6 +33,8 @@ class Run:
     vocab: Vocabulary
     device: torch.device
     iteration: int
+    #: Where loose plugin files are (backends, automata), as ``load_run`` was given.
+    plugins_dir: str | Path | None = None
     _constraints: dict[tuple[str, ...], GrammarMasks] = field(default_factory=dict, repr=False)
     _mask_tables: dict[tuple[str, ...], MaskTable] = field(default_factory=dict, repr=False)
 
@@ -71,7 +73,7 @@ class Run:
             from ..lang.automaton import get_automaton
             from ..lang.intersection import IntersectedMasks
 
-            chosen = [get_automaton(name) for name in names]  # an unknown name fails before any work
+            chosen = [get_automaton(name, self.plugins_dir) for name in names]  # an unknown name fails before any work
             self._constraints[names] = IntersectedMasks(self.constraint(), chosen)
             return self._constraints[names]
         if not getattr(self.trainer, "supports_mask", False):
@@ -134,4 +136,4 @@ def load_run(
     empty = torch.zeros((0, cfg.max_len), dtype=torch.long, device=dev)
     trainer = build_trainer(backend, cfg, dev, empty, plugins_dir)
     load_trainer_state(trainer, ckpt["trainer"], str(path / rundir.CHECKPOINT))
-    return Run(path, cfg, backend, trainer, vocab, dev, ckpt["iteration"])
+    return Run(path, cfg, backend, trainer, vocab, dev, ckpt["iteration"], plugins_dir)
