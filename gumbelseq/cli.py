@@ -718,6 +718,8 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
         samples = run.sample(count, tau=tau, seed=seed, constrained=constrained, automata=automata)
         obj = {"run": str(run.run_dir), "backend": run.config.backend, "tau": tau, "seed": seed, "constrained": constrained,
                "automata": list(automata), "samples": samples}
+        if automata:
+            obj["search_gave_up"] = _search_gave_up(run, automata)
         if output is not None:  # the JSON object goes where -o says, like the lines would
             with open_output(output, "w") as f:
                 f.write(json.dumps(obj, ensure_ascii=False) + "\n")
@@ -730,9 +732,24 @@ def sample_cmd(run_dir: str | None, count: int, tau: float, seed: int, device: s
             for chunk in run.sample_iter(count, tau=tau, seed=seed, constrained=constrained, automata=automata):
                 f.write("".join(s + "\n" for s in chunk))
         err.print(f"wrote {count} samples to {output}")
-        return
-    for chunk in run.sample_iter(count, tau=tau, seed=seed, constrained=constrained, automata=automata):
-        sys.stdout.write("".join(s + "\n" for s in chunk))
+    else:
+        for chunk in run.sample_iter(count, tau=tau, seed=seed, constrained=constrained, automata=automata):
+            sys.stdout.write("".join(s + "\n" for s in chunk))
+    if automata:
+        _search_gave_up(run, automata)
+
+
+def _search_gave_up(run: Any, automata: tuple[str, ...]) -> int:
+    """How often the search for a completion ran out of budget while sampling, said on stderr
+    when it did: the samples are valid, but some allowed characters were left out."""
+    from .lang.intersection import SEARCH_BUDGET
+
+    gave_up = run.constraint(automata).gave_up
+    if gave_up:
+        _notice(f"the search for a completion ran out of its budget ({SEARCH_BUDGET:,} states) {gave_up:,} times;"
+                " each time one character was left out, so samples are valid but drawn from less than"
+                " the whole intersection")
+    return gave_up
 
 
 @main.command("reproduce")

@@ -210,7 +210,7 @@ def score_file_validated(
     checked = [get_validator(name, plugins_dir) for name in validator_names]
     check_two_inputs(path, reference)
     # score_file's own steps, keeping the distinct samples for the validators.
-    ref = read_distinct(reference, reference_column or column) if reference is not None else None
+    ref = read_distinct(reference, reference_column or column, "reference file") if reference is not None else None
     distinct = read_distinct(path, column)
     rep = score_distinct(distinct, grammar, source=path, reference=ref, reference_name=reference,
                          max_len=max_len, show_invalid=show_invalid, workers=workers,

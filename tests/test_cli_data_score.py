@@ -74,8 +74,12 @@ def test_score_table_for_people(runner, tmp_path):
 @pytest.mark.parametrize(
     "args,pattern",
     [
-        (["score", "MISSING.txt"], r"MISSING.txt: no such file"),
+        (["score", "MISSING.txt"], r"MISSING.txt: no such file of samples$"),
         (["score", "."], r"is a directory"),
+        # the reference is named as the reference (it was "file of samples" too)
+        (["score", "-", "--reference", "MISSING.txt"], r"^Error: MISSING.txt: no such reference file$"),
+        (["score", "-", "--reference", ""], r"^Error: '': an empty path names no reference file$"),
+        (["score", "-", "--reference", ".", "--validator", "rdkit"], r"^Error: \.: is a directory, not a reference file$"),
         (["score", "-", "--grammar", "nope"], r"unknown grammar 'nope'; built-in grammars: arith"),
     ],
 )

@@ -188,3 +188,54 @@ def test_one_file_may_hold_several_kinds_and_a_misspelt_hook_is_named(tmp_path):
     for argv in (["plugins"], ["backends"], ["score", "x.txt", "--validator", "rdkit"]):
         r = CliRunner().invoke(main, [*argv, "--plugins-dir", str(d)])
         assert r.exit_code == 1 and r.stderr.startswith(f"Error: {d / 'typo.py'}: not a valid plugin: unknown hook 'register_validator'"), r.stderr
+
+
+BLIND = textwrap.dedent(
+    '''
+    from gumbelseq.lang.automaton import CharAutomaton, hookimpl
+
+
+    class TwoStrings(CharAutomaton):
+        """States that never merge (the prefix itself) and no bound: a search off the two
+        strings (which ``suggest`` leads to) is blind."""
+        name, description = "two-strings", "x+x or x-x-x-x-x"
+        targets = ("x+x", "x-x-x-x-x")
+
+        def start(self):
+            return ""
+
+        def step(self, state, char):
+            return state + char
+
+        def accepts(self, state):
+            return state in self.targets
+
+        def suggest(self, state):
+            return "".join(t[len(state)] for t in self.targets if t.startswith(state) and len(t) > len(state))
+
+
+    @hookimpl
+    def register_automata(register):
+        register(TwoStrings())
+    '''
+)
+
+
+def test_a_search_out_of_budget_is_said_and_counted(arith_run, tmp_path, monkeypatch):
+    from gumbelseq.lang import intersection
+
+    d = tmp_path / "blind"
+    d.mkdir()
+    (d / "blind.py").write_text(BLIND)
+    monkeypatch.setattr(intersection, "SEARCH_BUDGET", 40)
+    args = ["sample", "--run", str(arith_run), "-n", "30", "--plugins-dir", str(d), "--automaton", "two-strings"]
+    r = CliRunner().invoke(main, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    assert obj["search_gave_up"] > 0 and set(obj["samples"]) <= {"x+x", "x-x-x-x-x"}
+    assert f"ran out of its budget (40 states) {obj['search_gave_up']:,} times" in " ".join(r.stderr.split())
+    monkeypatch.setattr(intersection, "SEARCH_BUDGET", 200_000)
+    r = CliRunner().invoke(main, [*args, "--json"])
+    obj = json.loads(r.stdout)
+    assert obj["search_gave_up"] == 0 and "budget" not in r.stderr
+    assert set(obj["samples"]) == {"x+x", "x-x-x-x-x"}

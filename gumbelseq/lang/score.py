@@ -131,14 +131,15 @@ def count_distinct(chunks: Iterable[list[bytes]], source: str) -> dict[str, list
     return out
 
 
-def read_distinct(path: str | Path, column: str | None = None) -> dict[str, list[int]]:
-    """Distinct samples of a file (or ``-``) with their counts and first lines.
+def read_distinct(path: str | Path, column: str | None = None, what: str = "file of samples") -> dict[str, list[int]]:
+    """Distinct samples of a file (or ``-``) with their counts and first lines; ``what`` names
+    the file in messages.
 
     Plain and gzipped lines take the bytes fast path (``count_distinct``); a CSV file is read
     row by row (``gumbelseq.inputs.iter_samples``; ``column`` picks its column)."""
     if input_format(path)[0] == CSV:
-        return _distinct_lines(iter_samples(path, "file of samples", column))
-    stream = open_lines(path, "file of samples")
+        return _distinct_lines(iter_samples(path, what, column))
+    stream = open_lines(path, what)
     try:
         return count_distinct(iter_line_chunks(stream), str(path))
     finally:
@@ -340,7 +341,7 @@ def score_file(
     ``column`` naming the CSV column of both, or ``reference_column`` the reference's;
     ``workers`` as for ``score_distinct``."""
     check_two_inputs(path, reference)
-    ref = read_distinct(reference, reference_column or column) if reference is not None else None
+    ref = read_distinct(reference, reference_column or column, "reference file") if reference is not None else None
     distinct = read_distinct(path, column)
     return score_distinct(
         distinct,
