@@ -15,13 +15,13 @@ RDKit reads ``C1CC%01`` as unclosed too).
 The state names atoms by small numbers, renumbered after every step so that equal situations
 are equal states: only the atoms that can still matter are kept (the current atom, the atoms
 open branches hang from, and the atoms that opened the labels still open), with the bonds
-among them. The branch depth also sharpens ``min_chars``, the bound that guides the search for a
-completion.
+among them. States are interned and keep their successors: sampling meets a few thousand
+states and calls ``step`` about a million times.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, NamedTuple
+from typing import Callable, Hashable
 
 from gumbelseq.lang.automaton import CharAutomaton, hookimpl
 
@@ -32,31 +32,73 @@ DIGITS = frozenset("0123456789")
 _OUT, _BRACKET, _PERCENT = 0, 1, 2  # where the next character is read
 
 
-class _State(NamedTuple):
-    mode: int  # _OUT, _BRACKET or _PERCENT
-    first: str  # the first digit of a %nn being written
-    can_ring: bool  # a ring closure may come next: right after an atom, a ring closure or their bond
-    orphan: bool  # the next atom starts a new part ('.'): no bond to the current one
-    current: int  # the atom ring closures attach to (-1: none yet)
-    stack: tuple[int, ...]  # the atoms the open branches hang from, innermost last
-    open_: tuple[tuple[str, int], ...]  # (label, the atom that opened it), by label
-    bonds: frozenset[tuple[int, int]]  # bonds among the atoms above, (low, high)
+class _State:
+    """One state, made once (``_make`` interns them): equal situations are the same object,
+    which keeps its successors, so each transition is computed once per process."""
+
+    __slots__ = ("mode", "first", "can_ring", "orphan", "current", "stack", "open_", "bonds", "bound", "hint",
+                 "key", "hash", "successors")
+
+    def __init__(self, key: tuple, bound: int, hint: str) -> None:
+        (self.mode,  # _OUT, _BRACKET or _PERCENT
+         self.first,  # the first digit of a %nn being written
+         self.can_ring,  # a ring closure may come next: right after an atom, a ring closure or their bond
+         self.orphan,  # the next atom starts a new part ('.'): no bond to the current one
+         self.current,  # the atom ring closures attach to (-1: none yet)
+         self.stack,  # the atoms the open branches hang from, innermost last
+         self.open_,  # (label, the atom that opened it), by label
+         self.bonds,  # bonds among the atoms above, (low, high)
+         ) = key
+        self.bound, self.hint = bound, hint  # min_chars and suggest: asked for often
+        self.key, self.hash = key, hash(key)
+        self.successors: dict[str, _State | None] = {}
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, _State) and self.key == other.key)
+
+    def __hash__(self) -> int:
+        return self.hash
 
 
-def _canonical(mode: int, first: str, can_ring: bool, orphan: bool, current: int, stack: tuple[int, ...],
-               open_: dict[str, int], bonds: set[tuple[int, int]] | frozenset[tuple[int, int]]) -> _State:
-    """Keep only the atoms that can still matter and number them in order of appearance."""
+_INTERNED: dict[tuple, _State] = {}
+
+
+def _make(mode: int, first: str, can_ring: bool, orphan: bool, current: int, stack: tuple[int, ...],
+          open_: dict[str, int], bonds: set[tuple[int, int]] | frozenset[tuple[int, int]]) -> _State:
+    """The state, keeping only the atoms that can still matter, numbered in order of appearance
+    (so that equal situations are equal states), with its bound and suggestions."""
+    labels = sorted(open_)
     names: dict[int, int] = {}
-    for atom in (current, *stack, *(open_[label] for label in sorted(open_))):
+    for atom in (current, *stack, *(open_[label] for label in labels)):
         if atom >= 0 and atom not in names:
             names[atom] = len(names)
-    kept = frozenset(
-        (min(names[a], names[b]), max(names[a], names[b])) for a, b in bonds if a in names and b in names
-    )
-    return _State(
-        mode, first, can_ring, orphan, names.get(current, -1), tuple(names[a] for a in stack),
-        tuple((label, names[open_[label]]) for label in sorted(open_)), kept,
-    )
+    kept = frozenset((min(names[a], names[b]), max(names[a], names[b]))
+                     for a, b in bonds if a in names and b in names)
+    current = names.get(current, -1)
+    opened = tuple((label, names[open_[label]]) for label in labels)
+    key = (mode, first, can_ring, orphan, current, tuple(names[a] for a in stack), opened, kept)
+    state = _INTERNED.get(key)
+    if state is not None:
+        return state
+    # Labels the current atom may close (a bracket atom once its ']' is written): none after a
+    # ')' or '.', none that it opened or whose opener it is bonded to.
+    ready = can_ring or mode == _BRACKET
+    closable = [label for label, atom in opened
+                if ready and atom != current and (min(atom, current), max(atom, current)) not in kept]
+    blocked = len(closable) < len(opened)
+    # Each term counts characters of its own kind, so the sum never overestimates: a digit (or
+    # %nn) per open label, a ')' per open branch, an atom where some label must wait for
+    # one, a ']' inside brackets. A %nn being written may be a closing one.
+    bound = (sum(1 if len(label) == 1 or mode == _PERCENT else 3 for label in labels) + len(stack)
+             + (1 if blocked else 0) + (1 if mode == _BRACKET else 0))
+    if mode == _BRACKET:  # finish the bracket atom
+        hint = "]"
+    elif mode == _PERCENT:  # finish a %nn that is open
+        hint = "".join(sorted({label[len(first) + 1] for label in labels if label.startswith("%" + first)}))
+    else:  # close what can be closed here, write an atom (after which the others can be), close a branch
+        hint = "".join(sorted({label[0] for label in closable})) + ("C" if blocked else "") + (")" if stack else "")
+    state = _INTERNED[key] = _State(key, bound, hint)
+    return state
 
 
 class RingClosures(CharAutomaton):
@@ -64,36 +106,45 @@ class RingClosures(CharAutomaton):
     description = "SMILES ring closures RDKit can read: every label opened is closed, joining two atoms not yet bonded"
 
     def start(self) -> Hashable:
-        return _State(_OUT, "", False, False, -1, (), (), frozenset())
+        return _make(_OUT, "", False, False, -1, (), {}, frozenset())
 
     def step(self, state: Hashable, char: str) -> Hashable | None:
         s: _State = state  # type: ignore[assignment]
+        try:
+            return s.successors[char]
+        except KeyError:
+            after = s.successors[char] = self._step(s, char)
+            return after
+
+    def _step(self, s: _State, char: str) -> _State | None:
         if s.mode == _BRACKET:
-            return s._replace(mode=_OUT, can_ring=True) if char == "]" else s
+            if char != "]":
+                return s
+            return _make(_OUT, "", True, False, s.current, s.stack, dict(s.open_), s.bonds)
         if s.mode == _PERCENT:
             if char not in DIGITS:
                 return None
             if not s.first:
-                return s._replace(first=char)
+                return _make(_PERCENT, char, True, False, s.current, s.stack, dict(s.open_), s.bonds)
             return self._label(s, f"%{s.first}{char}")
         if char in DIGITS:
             return self._label(s, char) if s.can_ring else None
         if char == "%":
-            return s._replace(mode=_PERCENT, first="") if s.can_ring else None
+            return _make(_PERCENT, "", True, False, s.current, s.stack, dict(s.open_), s.bonds) if s.can_ring else None
         if char == "[" or char in ATOM_STARTS:
             return self._atom(s, _BRACKET if char == "[" else _OUT)
         if char == "(":
-            return s._replace(can_ring=False, stack=(*s.stack, s.current)) if s.current >= 0 else None
+            if s.current < 0:
+                return None
+            return _make(_OUT, "", False, False, s.current, (*s.stack, s.current), dict(s.open_), s.bonds)
         if char == ")":
             if not s.stack:
                 return None
             # The atom the branch hangs from is current again; no ring closure follows a ')'.
-            return _canonical(_OUT, "", False, False, s.stack[-1], s.stack[:-1], dict(s.open_), s.bonds)
+            return _make(_OUT, "", False, False, s.stack[-1], s.stack[:-1], dict(s.open_), s.bonds)
         if char == ".":
-            return s._replace(can_ring=False, orphan=True)
-        if char in "lr":  # the rest of Cl and Br
-            return s
-        return s  # a bond symbol: what could follow before it still can
+            return _make(_OUT, "", False, True, s.current, s.stack, dict(s.open_), s.bonds)
+        return s  # a bond symbol (what could follow before it still can), the rest of Cl and Br
 
     @staticmethod
     def _atom(s: _State, mode: int) -> _State:
@@ -101,54 +152,29 @@ class RingClosures(CharAutomaton):
         bonds = set(s.bonds)
         if s.current >= 0 and not s.orphan:
             bonds.add((s.current, new))
-        return _canonical(mode, "", mode == _OUT, False, new, s.stack, dict(s.open_), bonds)
+        return _make(mode, "", mode == _OUT, False, new, s.stack, dict(s.open_), bonds)
 
     @staticmethod
     def _label(s: _State, label: str) -> _State | None:
         open_ = dict(s.open_)
         if label not in open_:
             open_[label] = s.current
-            return _canonical(_OUT, "", True, False, s.current, s.stack, open_, s.bonds)
+            return _make(_OUT, "", True, False, s.current, s.stack, open_, s.bonds)
         opener = open_.pop(label)
         pair = (min(opener, s.current), max(opener, s.current))
         if opener == s.current or pair in s.bonds:  # a ring bond to itself, or a second bond
             return None
-        return _canonical(_OUT, "", True, False, s.current, s.stack, open_, s.bonds | {pair})
+        return _make(_OUT, "", True, False, s.current, s.stack, open_, s.bonds | {pair})
 
     def accepts(self, state: Hashable) -> bool:
         s: _State = state  # type: ignore[assignment]
         return s.mode == _OUT and not s.open_ and not s.stack
 
-    def _blocked(self, s: _State) -> bool:
-        """Whether some open label cannot be closed before a new atom is written."""
-        if not s.can_ring and s.mode != _BRACKET:  # a bracket atom being written is the current one
-            return bool(s.open_)
-        return any(atom == s.current or (min(atom, s.current), max(atom, s.current)) in s.bonds for _, atom in s.open_)
-
     def min_chars(self, state: Hashable) -> int:
-        # Each term counts characters of its own kind, so the sum never overestimates: a digit
-        # (or %nn) per open label, a ')' per open branch, an atom where some label cannot be
-        # closed on the current one, a ']' inside brackets. A %nn being written may close one.
-        s: _State = state  # type: ignore[assignment]
-        rings = sum(1 if len(label) == 1 or s.mode == _PERCENT else 3 for label, _ in s.open_)
-        return rings + len(s.stack) + (1 if self._blocked(s) else 0) + (1 if s.mode == _BRACKET else 0)
+        return state.bound  # type: ignore[attr-defined]
 
     def suggest(self, state: Hashable) -> str:
-        # Finish the bracket or the %nn, close a label that can be closed here, write an atom
-        # (after which the others can be), close a branch.
-        s: _State = state  # type: ignore[assignment]
-        if s.mode == _BRACKET:
-            return "]"
-        if s.mode == _PERCENT:
-            return "".join(sorted({label[len(s.first) + 1] for label, _ in s.open_ if label.startswith("%" + s.first)}))
-        out = ""
-        if s.can_ring:
-            closable = [label for label, atom in s.open_
-                        if atom != s.current and (min(atom, s.current), max(atom, s.current)) not in s.bonds]
-            out = "".join(sorted({label[0] for label in closable}))  # a digit, or the '%' of a %nn
-        if self._blocked(s):
-            out += "C"
-        return out + (")" if s.stack else "")
+        return state.hint  # type: ignore[attr-defined]
 
 
 @hookimpl
