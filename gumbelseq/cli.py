@@ -232,7 +232,7 @@ def data_cmd(grammar: str, count: int, max_len: int, mode: str, ignore: str, sta
 
 plugins_dir_option = click.option(
     "--plugins-dir",
-    type=click.Path(),  # a file here is the registry's one Error line, as a missing folder is
+    type=click.Path(readable=False),  # a file or an unreadable folder is the loader's own one Error line
     envvar="GUMBELSEQ_PLUGINS_DIR",
     default=None,
     help="Also load loose *.py plugin files (backends, validators, automata) from this directory [env: GUMBELSEQ_PLUGINS_DIR].",

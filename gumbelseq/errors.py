@@ -6,7 +6,18 @@ from __future__ import annotations
 def first_line(e: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, cut to ``limit`` characters: how a foreign
     exception (a plugin's, torch's) is quoted inside a one-line error."""
-    return (str(e).strip().splitlines() or [""])[0][:limit]
+    try:
+        text = str(e)
+    except Exception:  # noqa: BLE001 - a foreign exception whose message itself fails
+        return "(its message cannot be shown)"
+    return (text.strip().splitlines() or [""])[0][:limit]
+
+
+def shown(path: object) -> str:
+    """A path as a one-line message shows it: as written, or quoted where it holds a line
+    break or another unprintable character."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 class GumbelseqError(Exception):

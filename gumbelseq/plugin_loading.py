@@ -18,14 +18,15 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import stat
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import pluggy
 
-from .errors import GumbelseqError, first_line
+from .errors import GumbelseqError, first_line, shown
 
 T = TypeVar("T")
 
@@ -38,10 +39,38 @@ _IMPL_ATTR = "gumbelseq_impl"
 
 
 def plugins_dir_key(plugins_dir: str | Path | None) -> str | None:
-    """The loose-plugins folder asked for: ``plugins_dir``, else ``$GUMBELSEQ_PLUGINS_DIR``, else none."""
+    """The loose-plugins folder asked for: ``plugins_dir``, else ``$GUMBELSEQ_PLUGINS_DIR``, else
+    none. An empty path given is an error: it would name the current folder."""
     if plugins_dir is not None:
+        if str(plugins_dir) == "":
+            raise GumbelseqError("'': an empty path names no plugins folder")
         return str(plugins_dir)
     return os.environ.get(PLUGINS_DIR_ENV) or None
+
+
+class PluginExit(Exception):
+    """A plugin called ``sys.exit`` while it ran: the command's exit is not a plugin's to decide."""
+
+
+@contextlib.contextmanager
+def plugin_code() -> Iterator[None]:
+    """Around a call into a plugin at run time: what it prints goes to stderr (stdout holds the
+    command's results), and its ``sys.exit`` is a ``PluginExit``."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    except SystemExit as e:  # its traceback kept: it says whose code called it
+        raise PluginExit(f"it called sys.exit({e.code!r})").with_traceback(e.__traceback__) from None
+
+
+def _hook_names(module: ModuleType) -> frozenset[str]:
+    """The hooks a module implements: each marked function's name, or the ``specname`` it gives."""
+    names = set()
+    for name, obj in vars(module).items():
+        opts = getattr(obj, _IMPL_ATTR, None)
+        if opts is not None:
+            names.add((opts.get("specname") if isinstance(opts, dict) else None) or name)
+    return frozenset(names)
 
 
 _loose: dict[str, list[tuple[Path, ModuleType, frozenset[str]]]] = {}
@@ -60,10 +89,10 @@ def loose_plugins(plugins_dir: str | Path | None) -> list[tuple[Path, ModuleType
         with contextlib.redirect_stdout(sys.stderr):
             for path in _plugin_files(Path(key)):
                 module = _load_module(path)
-                hooks = frozenset(name for name, obj in vars(module).items() if hasattr(obj, _IMPL_ATTR))
+                hooks = _hook_names(module)
                 for name in sorted(hooks - set(HOOKS)):
                     raise GumbelseqError(
-                        f"{path}: not a valid plugin: unknown hook {name!r} (plugins implement {', '.join(HOOKS)})"
+                        f"{shown(path)}: not a valid plugin: unknown hook {name!r} (plugins implement {', '.join(HOOKS)})"
                     )
                 found.append((path, module, hooks))
         _loose[key] = found
@@ -82,32 +111,46 @@ def register_loose(pm: pluggy.PluginManager, plugins_dir: str | Path | None, hoo
         try:
             pm.register(module, name=name)
         except pluggy.PluginValidationError as e:
-            raise error(f"{path}: not a valid plugin: {' '.join(str(e).split())}") from None
+            raise error(f"{shown(path)}: not a valid plugin: {' '.join(str(e).split())}") from None
         sources[name] = str(path)
     return sources
 
 
 def _plugin_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
-        raise GumbelseqError(f"{directory}: plugins dir is not a directory")
-    return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
+        raise GumbelseqError(f"{shown(directory)}: plugins dir is not a directory")
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as e:  # glob would say nothing: an unreadable folder looked empty
+        raise GumbelseqError(f"{shown(directory)}: cannot read the plugins folder ({e.strerror})") from None
+    files = [directory / n for n in names if n.endswith(".py") and not n.startswith(("_", "."))]
+    for path in files:
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            continue  # a broken link or a loop: the import names it
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a FIFO would block the import for good
+            raise GumbelseqError(f"{shown(path)}: a plugin file must be a regular file")
+    return files
 
 
 def _load_module(path: Path) -> ModuleType:
     name = f"gumbelseq_plugin_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise GumbelseqError(f"{path}: cannot be loaded as a Python module")
+        raise GumbelseqError(f"{shown(path)}: cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except SyntaxError as e:
-        raise GumbelseqError(f"{path}:{e.lineno}:{e.offset}: plugin has a syntax error: {e.msg}") from None
+        raise GumbelseqError(f"{shown(path)}:{e.lineno}:{e.offset}: plugin has a syntax error: {e.msg}") from None
     except SystemExit as e:  # the command's exit is not a plugin's to decide
-        raise GumbelseqError(f"{path}: plugin failed to load: it called sys.exit({e.code!r})") from None
-    except Exception as e:  # a broken third-party plugin must not crash the CLI with a traceback
-        raise GumbelseqError(f"{path}: plugin failed to load: {type(e).__name__}: {first_line(e)}") from None
+        raise GumbelseqError(f"{shown(path)}: plugin failed to load: it called sys.exit({e.code!r})") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # a broken third-party plugin must not crash the CLI with a traceback
+        raise GumbelseqError(f"{shown(path)}: plugin failed to load: {type(e).__name__}: {first_line(e)}") from None
     return module
 
 
@@ -146,14 +189,23 @@ def collect(
             if not isinstance(obj, kind):
                 raise error(f"{_source}: register() expects a {kind.__module__}.{kind.__qualname__}, got {obj!r}")
             name = name_of(obj)
+            # Names are typed on command lines and listed in one-line messages.
+            if not isinstance(name, str) or not name or not name.isprintable():
+                raise error(f"{_source}: the {what} name {name!r} is not a non-empty line of text")
+            if not isinstance(getattr(obj, "description", ""), str):
+                raise error(f"{_source}: {what} {name!r}: its description must be a string, got {obj.description!r}")  # type: ignore[attr-defined]
             if name in found:
                 raise error(f"{what} {name!r} is registered twice: by {found[name][1]} and by {_source}")
             found[name] = (obj, _source)
 
+        if impl.hookwrapper or getattr(impl, "wrapper", False):  # it would be called as a plain hook
+            raise error(f"plugin {source}: {hook} must be a plain hook implementation, not a wrapper")
         try:
             impl.function(register=register)
         except GumbelseqError:
             raise
+        except SystemExit as e:
+            raise error(f"plugin {source}: {hook} called sys.exit({e.code!r})") from None
         except Exception as e:  # a broken plugin is named, never a traceback
             raise error(f"plugin {source}: {hook} failed: {type(e).__name__}: {first_line(e)}") from None
     return found

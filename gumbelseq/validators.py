@@ -33,7 +33,7 @@ import pluggy
 from .cpus import usable_cpus
 from .errors import GumbelseqError, first_line
 from .parallel import WorkersStopped, map_batches
-from .plugin_loading import NamedPlugins
+from .plugin_loading import NamedPlugins, PluginExit, plugin_code
 
 if TYPE_CHECKING:
     from .lang.grammar import Grammar
@@ -79,6 +79,15 @@ class Validator:
     #: library that crashes the process, or takes hours, past some length).
     max_length: int | None = None
 
+    def __post_init__(self) -> None:
+        # Checked when registered, so a plugin's mistake is named before any file is read.
+        for field_name in ("canonical", "check"):
+            if not callable(getattr(self, field_name)):
+                raise TypeError(f"Validator {self.name!r}: {field_name} must be callable, got {getattr(self, field_name)!r}")
+        m = self.max_length
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+            raise ValueError(f"Validator {self.name!r}: max_length must be None or an integer >= 1, got {m!r}")
+
 
 @dataclass
 class ValidatorReport:
@@ -110,12 +119,35 @@ def get_validator(name: str, plugins_dir: str | Path | None = None) -> Validator
     """The validator ``name``, checked usable (its library installed), or a one-line error."""
     validator = _VALIDATORS.get(name, plugins_dir)
     try:
-        validator.check()
+        with plugin_code():
+            validator.check()
     except GumbelseqError:
         raise
+    except PluginExit as e:
+        raise ValidatorError(f"validator {name!r} cannot run: {e}") from None
     except Exception as e:  # noqa: BLE001 - a plugin's own failure, quoted in one line
         raise ValidatorError(f"validator {name!r} cannot run: {type(e).__name__}: {first_line(e)}") from None
     return validator
+
+
+class _CanonicalFailed(Exception):
+    """A validator's ``canonical`` failed, said in one line: made where it ran (a worker process
+    or this one), so the message is the same for any number of workers."""
+
+
+def _run_canonical(canonical: Callable[[list[str]], list[str | None]], batch: list[str]) -> list[str | None]:
+    try:
+        with plugin_code():
+            forms = list(canonical(batch))
+    except PluginExit as e:
+        raise _CanonicalFailed(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - a plugin's failure, which may not even pickle
+        raise _CanonicalFailed(f"{type(e).__name__}: {first_line(e)}") from None
+    for form in forms:
+        if form is not None and not isinstance(form, str):
+            raise _CanonicalFailed(f"it returned {type(form).__name__} {repr(form)[:60]} where a string or"
+                                   " None belongs")
+    return forms
 
 
 def canonical_forms(validator: Validator, strings: list[str], workers: int | None = None,
@@ -126,17 +158,15 @@ def canonical_forms(validator: Validator, strings: list[str], workers: int | Non
     if workers is None:
         workers = usable_cpus()
     try:
-        out = map_batches(validator.canonical, strings, workers, batch=BATCH, min_parallel=PARALLEL_MIN,
-                          progress=progress)
+        out = map_batches(partial(_run_canonical, validator.canonical), strings, workers, batch=BATCH,
+                          min_parallel=PARALLEL_MIN, progress=progress)
     except WorkersStopped:
         raise ValidatorError(
             f"validator {validator.name!r} failed: a worker process stopped (killed, out of memory, or a crash"
             " in the validator's library)"
         ) from None
-    except GumbelseqError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the domain library's failure, in one line
-        raise ValidatorError(f"validator {validator.name!r} failed: {type(e).__name__}: {first_line(e)}") from None
+    except _CanonicalFailed as e:
+        raise ValidatorError(f"validator {validator.name!r} failed: {e}") from None
     if len(out) != len(strings):
         raise ValidatorError(f"validator {validator.name!r} returned {len(out)} results for {len(strings)} strings")
     return out

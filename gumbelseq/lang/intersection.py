@@ -21,6 +21,7 @@ import functools
 from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence, TypeVar
 
 from ..errors import GumbelseqError, first_line
+from ..plugin_loading import PluginExit, plugin_code
 from .automaton import AutomatonError, CharAutomaton
 from .masks import GrammarMasks
 
@@ -34,13 +35,15 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _plugin_failures(method: _F) -> _F:
-    """An automaton is a plugin: its exception (or a state that cannot be hashed, a bound that
-    is not a number) becomes a one-line ``AutomatonError`` naming it, not a traceback."""
+    """Around the methods that run automata (plugins): what they print goes to stderr, and
+    their exception, ``sys.exit``, a state that cannot be hashed or a bound that is not a number
+    becomes a one-line ``AutomatonError`` naming the automaton, not a traceback."""
 
     @functools.wraps(method)
     def checked(self: "IntersectedMasks", *args: Any) -> Any:
         try:
-            return method(self, *args)
+            with plugin_code():
+                return method(self, *args)
         except (GumbelseqError, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - quoted in one line, with the automaton's name
@@ -63,7 +66,8 @@ class IntersectedMasks:
         self._grammar_step = getattr(masks, "step", None)
         self._keys: list[_Key] = []
         self._ids: dict[_Key, int] = {}
-        self._allowed: list[frozenset[str] | None] = []
+        self._allowed: list[frozenset[str] | None] = []  # None: not expanded yet
+        self._ends: list[bool] = []
         self._next: list[dict[str, int]] = []
         self._viable: dict[_Key, bool] = {}
         self.start = self._root()
@@ -87,18 +91,16 @@ class IntersectedMasks:
 
     # -- the mask engine's four questions ----------------------------------------------------
 
-    @_plugin_failures
     def allowed(self, state: int) -> frozenset[str]:
         if self._allowed[state] is None:
             self._expand(state)
         return self._allowed[state]  # type: ignore[return-value]
 
-    @_plugin_failures
     def can_end(self, state: int) -> bool:
-        g, a, _ = self._keys[state]
-        return self._accepting(g, a)
+        if self._allowed[state] is None:
+            self._expand(state)
+        return self._ends[state]
 
-    @_plugin_failures
     def next(self, state: int, char: str) -> int:
         if self._allowed[state] is None:
             self._expand(state)
@@ -124,7 +126,7 @@ class IntersectedMasks:
             if any(owner is a for a in self.automata):
                 culprit = owner
             tb = tb.tb_next
-        what = f"{type(e).__name__}: {first_line(e)}"
+        what = str(e) if isinstance(e, PluginExit) else f"{type(e).__name__}: {first_line(e)}"
         if culprit is not None:
             return f"automaton {culprit.name!r} failed: {what}"
         names = ", ".join(repr(a.name) for a in self.automata)
@@ -138,15 +140,21 @@ class IntersectedMasks:
             self._ids[key] = sid
             self._keys.append(key)
             self._allowed.append(None)
+            self._ends.append(False)
             self._next.append({})
         return sid
 
+    @_plugin_failures
     def _expand(self, sid: int) -> None:
+        """A state's allowed characters, successors and whether it may end: all the automata's
+        work for it, done once."""
         allowed = set()
-        for c, child in self._children(self._keys[sid]):
+        key = self._keys[sid]
+        for c, child in self._children(key):
             if self._search(child):
                 allowed.add(c)
                 self._next[sid][c] = self._id(child)
+        self._ends[sid] = self._accepting(key[0], key[1])
         self._allowed[sid] = frozenset(allowed)
 
     def _accepting(self, g: int, a: tuple[Hashable, ...]) -> bool:
