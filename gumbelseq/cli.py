@@ -697,7 +697,7 @@ class _SweepDisplay:
 @click.option("--device", default="auto", show_default=True)
 @click.option("-o", "--output", type=click.Path(readable=False, allow_dash=True), default=None, help="Write here instead of stdout; an existing file is replaced only on success, keeping its mode; symlinks are followed; FIFOs and /dev paths are written directly.")
 @click.option("--constrained", is_flag=True, help="Only let the model write what keeps the string completable to a valid one within the run's max length: every sample is valid.")
-@click.option("--automaton", "automata", multiple=True, metavar="NAME", help="Also keep every sample accepted by this character automaton (a plugin; smiles-rings: SMILES ring closures RDKit can read); implies --constrained; repeatable.")
+@click.option("--automaton", "automata", multiple=True, metavar="NAME", help="Also keep every sample accepted by this character automaton (a plugin; smiles-rings: SMILES ring closures RDKit can read; smiles-valence: and no atom past its valence); implies --constrained; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with the samples.")
 @plugins_dir_option
 @domain_errors

@@ -135,7 +135,8 @@ def test_the_intersection_writes_exactly_what_rdkit_reads(alphabet, max_len):
     assert len(rdkit_reads) < len(grammatical)  # the grammar alone writes strings RDKit refuses
 
 
-def test_real_molecules_are_all_writable_and_end_where_they_end():
+@pytest.mark.parametrize("name", [RINGS, "smiles-valence"])
+def test_real_molecules_are_all_writable_and_end_where_they_end(name):
     """MOSES-like molecules (ring labels reused, branches, brackets, aromatic atoms): each is a
     path through the intersection at length 57, ending exactly at its end."""
     molecules = ["CCCS(=O)c1ccc2[nH]c(=NC(=O)OC)[nH]c2c1", "CC(C)(C)C(=O)C(Oc1ccc(Cl)cc1)n1ccnc1",
@@ -143,7 +144,7 @@ def test_real_molecules_are_all_writable_and_end_where_they_end():
                  "CC1Oc2ccc(Cl)cc2N(CC(O)CO)C1=O", "O=C(NC1CC1)c1ccc2c(c1)OCO2", "C1CC2CCC1C2",
                  "c1ccc2c(c1)ccc1ccccc12", "CC12CCC(CC1)C2", "[O-][n+]1ccccc1"]
     chars = sorted(set("".join(molecules)))
-    masks = IntersectedMasks(grammar_masks(load_grammar("smiles"), 57, chars), [get_automaton(RINGS)])
+    masks = IntersectedMasks(grammar_masks(load_grammar("smiles"), 57, chars), [get_automaton(name)])
     for mol in molecules:
         state = masks.start
         for i, c in enumerate(mol):
@@ -157,9 +158,10 @@ def test_real_molecules_are_all_writable_and_end_where_they_end():
 
 def test_on_mutated_molecules_the_automaton_accepts_what_rdkit_reads():
     """RDKit as the oracle at real lengths: random edits (ring digits, %nn, branches, brackets,
-    dots) of real molecules; of those the grammar accepts, the automaton accepts exactly those
+    dots) of real molecules; of those the grammar accepts, smiles-rings accepts exactly those
     RDKit reads unsanitised, but for two grammar-level differences (OpenSMILES allows them,
-    RDKit does not): a branch opened by a dot and an isotope written with a leading zero."""
+    RDKit does not): a branch opened by a dot and an isotope written with a leading zero; and
+    smiles-valence those of them with no atom past its valence by RDKit's reading."""
     import random
 
     Chem = pytest.importorskip("rdkit.Chem")
@@ -171,7 +173,8 @@ def test_on_mutated_molecules_the_automaton_accepts_what_rdkit_reads():
                  "CC1Oc2ccc(Cl)cc2N(CC(O)CO)C1=O", "O=C(NC1CC1)c1ccc2c(c1)OCO2", "C1CC2CCC1C2",
                  "c1ccc2c(c1)ccc1ccccc12", "CC12CCC(CC1)C2", "[O-][n+]1ccccc1", "C%10CCC%10C1CC1"]
     g, aut, rng = load_grammar("smiles"), get_automaton(RINGS), random.Random(0)
-    seen = {True: 0, False: 0}
+    valence = get_automaton("smiles-valence")
+    seen, over = {True: 0, False: 0}, 0
     for _ in range(6000):
         s = list(rng.choice(molecules))
         for _ in range(rng.randint(1, 3)):
@@ -186,8 +189,65 @@ def test_on_mutated_molecules_the_automaton_accepts_what_rdkit_reads():
             continue
         reads = Chem.MolFromSmiles(s, sanitize=False) is not None
         assert _accepted_by(aut, s) == reads, s
+        assert _accepted_by(valence, s) == (reads and not over_valence(s)), s
         seen[reads] += 1
-    assert min(seen.values()) > 500, seen
+        over += reads and over_valence(s)
+    assert min(seen.values()) > 500 and over > 25, (seen, over)
+
+
+VALENCE = "smiles-valence"
+
+
+def over_valence(s: str) -> bool:
+    """Independent oracle, from RDKit's own reading (unsanitised) of the string: an uncharged,
+    non-aromatic organic-subset atom whose bonds (an aromatic bond counted as 1) exceed the
+    largest valence RDKit allows it."""
+    from rdkit import Chem
+
+    largest = {"B": 3, "C": 4, "N": 3, "O": 2, "S": 6, "P": 5, "F": 1, "I": 5, "Cl": 1, "Br": 1}
+    pt = Chem.GetPeriodicTable()
+    assert all(max(pt.GetValenceList(el)) == v for el, v in largest.items())
+    mol = Chem.MolFromSmiles(s, sanitize=False)
+    for atom in mol.GetAtoms():
+        if atom.GetIsAromatic() or atom.GetFormalCharge() or atom.GetNoImplicit() or atom.GetSymbol() not in largest:
+            continue
+        total = sum(1 if b.GetBondType() == Chem.BondType.AROMATIC else b.GetBondTypeAsDouble() for b in atom.GetBonds())
+        if total > largest[atom.GetSymbol()]:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("s,ok", [
+    ("CC(=O)O", True), ("O=C=O", True), ("C#N", True), ("ClCBr", True), ("C1CC=1", True), ("c1ccccc1C(=O)N", True),
+    ("[NH4+]C", True), ("CS(=O)(=O)C", True), ("C(=O)(=O)C", False), ("CN(C)(C)C", False), ("C=Cl", False),
+    ("O=O=O", False), ("C1CC#1(C)C", False), ("C=1CC=1=C", False), ("FF", True), ("FC=F", False),
+])
+def test_the_valence_automaton_agrees_with_rdkit_on_chosen_strings(s, ok):
+    pytest.importorskip("rdkit")
+    from rdkit import Chem
+
+    assert Chem.MolFromSmiles(s, sanitize=False) is not None and rings_pair(s)
+    assert _accepted_by(get_automaton(VALENCE), s) == ok == (not over_valence(s))
+
+
+@pytest.mark.parametrize("alphabet,max_len", [("C1=(O)", 7), ("O1=:-c", 6), ("BrO1=#", 7), ("ClC1=(", 7)])
+def test_brute_force_the_valence_intersection_against_rdkit(alphabet, max_len):
+    """Of the grammar's strings of at most max_len characters, the masks write exactly those
+    RDKit reads unsanitised with no atom past its valence by RDKit's own bond orders (but for a
+    branch opened by a dot), and no prefix is a dead end."""
+    Chem = pytest.importorskip("rdkit.Chem")
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    g = load_grammar("smiles")
+    written, dead = language(IntersectedMasks(grammar_masks(g, max_len, alphabet), [get_automaton(VALENCE)]))
+    expected = {
+        s for n in range(1, max_len + 1) for s in map("".join, itertools.product(alphabet, repeat=n))
+        if g.is_valid(s) and "(." not in s and Chem.MolFromSmiles(s, sanitize=False) is not None and not over_valence(s)
+    }
+    assert dead == 0 and written == expected
+    rings_only, _ = language(IntersectedMasks(grammar_masks(g, max_len, alphabet), [get_automaton(RINGS)]))
+    assert written < rings_only  # the valence check refused something
 
 
 def test_a_length_too_short_for_any_ring_free_string_is_one_error():

@@ -33,11 +33,11 @@ _OUT, _BRACKET, _PERCENT = 0, 1, 2  # where the next character is read
 
 
 class _State:
-    """One state, made once (``_make`` interns them): equal situations are the same object,
-    which keeps its successors, so each transition is computed once per process."""
+    """One state, made once per automaton (``_make`` interns them): equal situations are the
+    same object, which keeps its successors, so each transition is computed once per process."""
 
-    __slots__ = ("mode", "first", "can_ring", "orphan", "current", "stack", "open_", "bonds", "bound", "hint",
-                 "key", "hash", "successors")
+    __slots__ = ("mode", "first", "can_ring", "orphan", "current", "stack", "open_", "bonds", "pending", "load",
+                 "bound", "hint", "key", "hash", "successors")
 
     def __init__(self, key: tuple, bound: int, hint: str) -> None:
         (self.mode,  # _OUT, _BRACKET or _PERCENT
@@ -46,8 +46,10 @@ class _State:
          self.orphan,  # the next atom starts a new part ('.'): no bond to the current one
          self.current,  # the atom ring closures attach to (-1: none yet)
          self.stack,  # the atoms the open branches hang from, innermost last
-         self.open_,  # (label, the atom that opened it), by label
+         self.open_,  # (label, the atom that opened it, its bond's order if written there, else 0), by label
          self.bonds,  # bonds among the atoms above, (low, high)
+         self.pending,  # the order of a bond symbol just written, else 0 (valence checks only)
+         self.load,  # (atom, its valence or -1 where unchecked, bond orders so far) (valence checks only)
          ) = key
         self.bound, self.hint = bound, hint  # min_chars and suggest: asked for often
         self.key, self.hash = key, hash(key)
@@ -60,53 +62,66 @@ class _State:
         return self.hash
 
 
-_INTERNED: dict[tuple, _State] = {}
+#: Valences of the organic-subset atoms, uncharged and not aromatic, as RDKit allows them (the
+#: largest of its list: S 2/4/6, P 3/5, I 1/3/5); ``Cl`` and ``Br`` have 1.
+VALENCE = {"B": 3, "C": 4, "N": 3, "O": 2, "S": 6, "P": 5, "F": 1, "I": 5}
+#: The least order a bond symbol can mean (``:`` is aromatic, 1.5 to RDKit).
+BOND_ORDER = {"-": 1, "=": 2, "#": 3, "$": 4, ":": 1, "/": 1, "\\": 1}
 
-
-def _make(mode: int, first: str, can_ring: bool, orphan: bool, current: int, stack: tuple[int, ...],
-          open_: dict[str, int], bonds: set[tuple[int, int]] | frozenset[tuple[int, int]]) -> _State:
-    """The state, keeping only the atoms that can still matter, numbered in order of appearance
-    (so that equal situations are equal states), with its bound and suggestions."""
-    labels = sorted(open_)
-    names: dict[int, int] = {}
-    for atom in (current, *stack, *(open_[label] for label in labels)):
-        if atom >= 0 and atom not in names:
-            names[atom] = len(names)
-    kept = frozenset((min(names[a], names[b]), max(names[a], names[b]))
-                     for a, b in bonds if a in names and b in names)
-    current = names.get(current, -1)
-    opened = tuple((label, names[open_[label]]) for label in labels)
-    key = (mode, first, can_ring, orphan, current, tuple(names[a] for a in stack), opened, kept)
-    state = _INTERNED.get(key)
-    if state is not None:
-        return state
-    # Labels the current atom may close (a bracket atom once its ']' is written): none after a
-    # ')' or '.', none that it opened or whose opener it is bonded to.
-    ready = can_ring or mode == _BRACKET
-    closable = [label for label, atom in opened
-                if ready and atom != current and (min(atom, current), max(atom, current)) not in kept]
-    blocked = len(closable) < len(opened)
-    # Each term counts characters of its own kind, so the sum never overestimates: a digit (or
-    # %nn) per open label, a ')' per open branch, an atom where some label must wait for
-    # one, a ']' inside brackets. A %nn being written may be a closing one.
-    bound = (sum(1 if len(label) == 1 or mode == _PERCENT else 3 for label in labels) + len(stack)
-             + (1 if blocked else 0) + (1 if mode == _BRACKET else 0))
-    if mode == _BRACKET:  # finish the bracket atom
-        hint = "]"
-    elif mode == _PERCENT:  # finish a %nn that is open
-        hint = "".join(sorted({label[len(first) + 1] for label in labels if label.startswith("%" + first)}))
-    else:  # close what can be closed here, write an atom (after which the others can be), close a branch
-        hint = "".join(sorted({label[0] for label in closable})) + ("C" if blocked else "") + (")" if stack else "")
-    state = _INTERNED[key] = _State(key, bound, hint)
-    return state
+_Load = dict[int, tuple[int, int]]  # atom -> (valence or -1, bond orders so far)
 
 
 class RingClosures(CharAutomaton):
     name = "smiles-rings"
     description = "SMILES ring closures RDKit can read: every label opened is closed, joining two atoms not yet bonded"
+    #: Also refuse a bond that takes an atom past its valence.
+    valence = False
+
+    def __init__(self) -> None:
+        self._interned: dict[tuple, _State] = {}
+
+    def _make(self, mode: int, first: str, can_ring: bool, orphan: bool, current: int, stack: tuple[int, ...],
+              open_: dict[str, tuple[int, int]], bonds: set[tuple[int, int]] | frozenset[tuple[int, int]],
+              pending: int = 0, load: _Load | None = None) -> _State:
+        """The state, keeping only the atoms that can still matter, numbered in order of
+        appearance (so that equal situations are equal states), with its bound and suggestions."""
+        labels = sorted(open_)
+        names: dict[int, int] = {}
+        for atom in (current, *stack, *(open_[label][0] for label in labels)):
+            if atom >= 0 and atom not in names:
+                names[atom] = len(names)
+        kept = frozenset((min(names[a], names[b]), max(names[a], names[b]))
+                         for a, b in bonds if a in names and b in names)
+        opened = tuple((label, names[open_[label][0]], open_[label][1]) for label in labels)
+        loads = () if load is None else tuple((names[a], *load[a]) for a in names)
+        current = names.get(current, -1)
+        key = (mode, first, can_ring, orphan, current, tuple(names[a] for a in stack), opened, kept, pending, loads)
+        state = self._interned.get(key)
+        if state is not None:
+            return state
+        # Labels the current atom may close (a bracket atom once its ']' is written): none after
+        # a ')' or '.', none that it opened or whose opener it is bonded to, none where it has no
+        # valence left.
+        ready = (can_ring or mode == _BRACKET) and not any(a == current and 0 <= cap <= used for a, cap, used in loads)
+        closable = [label for label, atom, _ in opened
+                    if ready and atom != current and (min(atom, current), max(atom, current)) not in kept]
+        blocked = len(closable) < len(opened)
+        # Each term counts characters of its own kind, so the sum never overestimates: a digit
+        # (or %nn) per open label, a ')' per open branch, an atom where some label must wait for
+        # one, a ']' inside brackets. A %nn being written may be a closing one.
+        bound = (sum(1 if len(label) == 1 or mode == _PERCENT else 3 for label in labels) + len(stack)
+                 + (1 if blocked else 0) + (1 if mode == _BRACKET else 0))
+        if mode == _BRACKET:  # finish the bracket atom
+            hint = "]"
+        elif mode == _PERCENT:  # finish a %nn that is open
+            hint = "".join(sorted({label[len(first) + 1] for label in labels if label.startswith("%" + first)}))
+        else:  # close what can be closed here, write an atom (after which the others can be), close a branch
+            hint = "".join(sorted({label[0] for label in closable})) + ("C" if blocked else "") + (")" if stack else "")
+        state = self._interned[key] = _State(key, bound, hint)
+        return state
 
     def start(self) -> Hashable:
-        return _make(_OUT, "", False, False, -1, (), {}, frozenset())
+        return self._make(_OUT, "", False, False, -1, (), {}, frozenset(), 0, {} if self.valence else None)
 
     def step(self, state: Hashable, char: str) -> Hashable | None:
         s: _State = state  # type: ignore[assignment]
@@ -116,55 +131,102 @@ class RingClosures(CharAutomaton):
             after = s.successors[char] = self._step(s, char)
             return after
 
+    def _same(self, s: _State, mode: int, first: str, can_ring: bool, orphan: bool, current: int,
+              stack: tuple[int, ...], pending: int = 0) -> _State:
+        """``s`` with these fields changed and its atoms, labels, bonds and loads as they were."""
+        return self._make(mode, first, can_ring, orphan, current, stack, self._open(s), s.bonds, pending, self._load(s))
+
+    @staticmethod
+    def _open(s: _State) -> dict[str, tuple[int, int]]:
+        return {label: (atom, spec) for label, atom, spec in s.open_}
+
+    def _load(self, s: _State) -> _Load | None:
+        return {atom: (cap, used) for atom, cap, used in s.load} if self.valence else None
+
     def _step(self, s: _State, char: str) -> _State | None:
         if s.mode == _BRACKET:
             if char != "]":
                 return s
-            return _make(_OUT, "", True, False, s.current, s.stack, dict(s.open_), s.bonds)
+            return self._same(s, _OUT, "", True, False, s.current, s.stack)
         if s.mode == _PERCENT:
             if char not in DIGITS:
                 return None
             if not s.first:
-                return _make(_PERCENT, char, True, False, s.current, s.stack, dict(s.open_), s.bonds)
+                return self._same(s, _PERCENT, char, True, False, s.current, s.stack, s.pending)
             return self._label(s, f"%{s.first}{char}")
         if char in DIGITS:
             return self._label(s, char) if s.can_ring else None
         if char == "%":
-            return _make(_PERCENT, "", True, False, s.current, s.stack, dict(s.open_), s.bonds) if s.can_ring else None
+            return self._same(s, _PERCENT, "", True, False, s.current, s.stack, s.pending) if s.can_ring else None
         if char == "[" or char in ATOM_STARTS:
-            return self._atom(s, _BRACKET if char == "[" else _OUT)
+            return self._atom(s, char)
         if char == "(":
             if s.current < 0:
                 return None
-            return _make(_OUT, "", False, False, s.current, (*s.stack, s.current), dict(s.open_), s.bonds)
+            return self._same(s, _OUT, "", False, False, s.current, (*s.stack, s.current))
         if char == ")":
             if not s.stack:
                 return None
             # The atom the branch hangs from is current again; no ring closure follows a ')'.
-            return _make(_OUT, "", False, False, s.stack[-1], s.stack[:-1], dict(s.open_), s.bonds)
+            return self._same(s, _OUT, "", False, False, s.stack[-1], s.stack[:-1])
         if char == ".":
-            return _make(_OUT, "", False, True, s.current, s.stack, dict(s.open_), s.bonds)
-        return s  # a bond symbol (what could follow before it still can), the rest of Cl and Br
+            return self._same(s, _OUT, "", False, True, s.current, s.stack)
+        if not self.valence:
+            return s  # a bond symbol (what could follow before it still can), the rest of Cl and Br
+        if char in BOND_ORDER:
+            return self._same(s, _OUT, "", s.can_ring, s.orphan, s.current, s.stack, BOND_ORDER[char])
+        if char in "lr":  # Cl, Br: a halogen, not C or B
+            load = self._load(s)
+            assert load is not None
+            used = load[s.current][1]
+            if used > 1:
+                return None
+            load[s.current] = (1, used)
+            return self._make(_OUT, "", s.can_ring, s.orphan, s.current, s.stack, self._open(s), s.bonds, s.pending, load)
+        return s
 
-    @staticmethod
-    def _atom(s: _State, mode: int) -> _State:
-        new = max((s.current, *s.stack, *(atom for _, atom in s.open_)), default=-1) + 1
+    def _atom(self, s: _State, char: str) -> _State | None:
+        mode = _BRACKET if char == "[" else _OUT
+        new = max((s.current, *s.stack, *(atom for _, atom, _ in s.open_)), default=-1) + 1
         bonds = set(s.bonds)
-        if s.current >= 0 and not s.orphan:
+        load = self._load(s)
+        linked = s.current >= 0 and not s.orphan
+        if linked:
             bonds.add((s.current, new))
-        return _make(mode, "", mode == _OUT, False, new, s.stack, dict(s.open_), bonds)
+        if load is not None:
+            cap = VALENCE.get(char, -1)  # aromatic, bracket and wildcard atoms are left to RDKit
+            order = (s.pending or 1) if linked else 0
+            load[new] = (cap, 0)
+            if not (self._bond(load, new, order) and (not linked or self._bond(load, s.current, order))):
+                return None
+        return self._make(mode, "", mode == _OUT, False, new, s.stack, self._open(s), bonds, 0, load)
 
     @staticmethod
-    def _label(s: _State, label: str) -> _State | None:
-        open_ = dict(s.open_)
+    def _bond(load: _Load, atom: int, order: int) -> bool:
+        """Add ``order`` to ``atom``'s bonds; whether it stays within the atom's valence."""
+        cap, used = load[atom]
+        load[atom] = (cap, used + order)
+        return cap < 0 or used + order <= cap
+
+    def _label(self, s: _State, label: str) -> _State | None:
+        open_ = self._open(s)
+        load = self._load(s)
         if label not in open_:
-            open_[label] = s.current
-            return _make(_OUT, "", True, False, s.current, s.stack, open_, s.bonds)
-        opener = open_.pop(label)
+            open_[label] = (s.current, s.pending)
+            # The ring bond's order is reserved on the opener now, so that it can be closed.
+            if load is not None and not self._bond(load, s.current, s.pending or 1):
+                return None
+            return self._make(_OUT, "", True, False, s.current, s.stack, open_, s.bonds, 0, load)
+        opener, spec = open_.pop(label)
         pair = (min(opener, s.current), max(opener, s.current))
         if opener == s.current or pair in s.bonds:  # a ring bond to itself, or a second bond
             return None
-        return _make(_OUT, "", True, False, s.current, s.stack, open_, s.bonds | {pair})
+        if load is not None:
+            # Written at both ends, the least of the two orders (RDKit reads a disagreement too).
+            order = min(spec, s.pending) if spec and s.pending else (spec or s.pending or 1)
+            if not (self._bond(load, s.current, order) and self._bond(load, opener, order - (spec or 1))):
+                return None
+        return self._make(_OUT, "", True, False, s.current, s.stack, open_, s.bonds | {pair}, 0, load)
 
     def accepts(self, state: Hashable) -> bool:
         s: _State = state  # type: ignore[assignment]
@@ -177,6 +239,14 @@ class RingClosures(CharAutomaton):
         return state.hint  # type: ignore[attr-defined]
 
 
+class Valences(RingClosures):
+    name = "smiles-valence"
+    description = ("smiles-rings, and no uncharged organic-subset atom outside aromatic rings bonded past its"
+                   " valence (C 4, N 3, O 2, ...)")
+    valence = True
+
+
 @hookimpl
 def register_automata(register: Callable[[CharAutomaton], None]) -> None:
     register(RingClosures())
+    register(Valences())
