@@ -49,7 +49,7 @@ class _State:
          self.open_,  # (label, the atom that opened it, its bond's order if written there, else 0), by label
          self.bonds,  # bonds among the atoms above, (low, high)
          self.pending,  # the order of a bond symbol just written, else 0 (valence checks only)
-         self.load,  # (atom, its valence or -1 where unchecked, bond orders so far) (valence checks only)
+         self.load,  # (atom, the valence it has left, None where unchecked) (valence checks only)
          ) = key
         self.bound, self.hint = bound, hint  # min_chars and suggest: asked for often
         self.key, self.hash = key, hash(key)
@@ -68,7 +68,9 @@ VALENCE = {"B": 3, "C": 4, "N": 3, "O": 2, "S": 6, "P": 5, "F": 1, "I": 5}
 #: The least order a bond symbol can mean (``:`` is aromatic, 1.5 to RDKit).
 BOND_ORDER = {"-": 1, "=": 2, "#": 3, "$": 4, ":": 1, "/": 1, "\\": 1}
 
-_Load = dict[int, tuple[int, int]]  # atom -> (valence or -1, bond orders so far)
+# atom -> the valence it has left (None: unchecked). What is left, not what is used, so that
+# atoms alike in what they can still take are alike in the state.
+_Load = dict[int, "int | None"]
 
 
 class RingClosures(CharAutomaton):
@@ -93,7 +95,7 @@ class RingClosures(CharAutomaton):
         kept = frozenset((min(names[a], names[b]), max(names[a], names[b]))
                          for a, b in bonds if a in names and b in names)
         opened = tuple((label, names[open_[label][0]], open_[label][1]) for label in labels)
-        loads = () if load is None else tuple((names[a], *load[a]) for a in names)
+        loads = () if load is None else tuple((names[a], load[a]) for a in names)
         current = names.get(current, -1)
         key = (mode, first, can_ring, orphan, current, tuple(names[a] for a in stack), opened, kept, pending, loads)
         state = self._interned.get(key)
@@ -102,7 +104,8 @@ class RingClosures(CharAutomaton):
         # Labels the current atom may close (a bracket atom once its ']' is written): none after
         # a ')' or '.', none that it opened or whose opener it is bonded to, none where it has no
         # valence left.
-        ready = (can_ring or mode == _BRACKET) and not any(a == current and 0 <= cap <= used for a, cap, used in loads)
+        ready = (can_ring or mode == _BRACKET) and not any(a == current and left is not None and left < 1
+                                                          for a, left in loads)
         closable = [label for label, atom, _ in opened
                     if ready and atom != current and (min(atom, current), max(atom, current)) not in kept]
         blocked = len(closable) < len(opened)
@@ -141,7 +144,7 @@ class RingClosures(CharAutomaton):
         return {label: (atom, spec) for label, atom, spec in s.open_}
 
     def _load(self, s: _State) -> _Load | None:
-        return {atom: (cap, used) for atom, cap, used in s.load} if self.valence else None
+        return dict(s.load) if self.valence else None
 
     def _step(self, s: _State, char: str) -> _State | None:
         if s.mode == _BRACKET:
@@ -175,13 +178,15 @@ class RingClosures(CharAutomaton):
             return s  # a bond symbol (what could follow before it still can), the rest of Cl and Br
         if char in BOND_ORDER:
             return self._same(s, _OUT, "", s.can_ring, s.orphan, s.current, s.stack, BOND_ORDER[char])
-        if char in "lr":  # Cl, Br: a halogen, not C or B
+        if char in "lr":  # Cl, Br (the grammar has them only right after C and B): valence 1, not 4 or 3
             load = self._load(s)
             assert load is not None
-            used = load[s.current][1]
-            if used > 1:
-                return None
-            load[s.current] = (1, used)
+            left = load[s.current]
+            if left is not None:
+                left -= 3 if char == "l" else 2
+                if left < 0:
+                    return None
+                load[s.current] = left
             return self._make(_OUT, "", s.can_ring, s.orphan, s.current, s.stack, self._open(s), s.bonds, s.pending, load)
         return s
 
@@ -194,9 +199,8 @@ class RingClosures(CharAutomaton):
         if linked:
             bonds.add((s.current, new))
         if load is not None:
-            cap = VALENCE.get(char, -1)  # aromatic, bracket and wildcard atoms are left to RDKit
             order = (s.pending or 1) if linked else 0
-            load[new] = (cap, 0)
+            load[new] = VALENCE.get(char)  # aromatic, bracket and wildcard atoms are left to RDKit
             if not (self._bond(load, new, order) and (not linked or self._bond(load, s.current, order))):
                 return None
         return self._make(mode, "", mode == _OUT, False, new, s.stack, self._open(s), bonds, 0, load)
@@ -204,9 +208,11 @@ class RingClosures(CharAutomaton):
     @staticmethod
     def _bond(load: _Load, atom: int, order: int) -> bool:
         """Add ``order`` to ``atom``'s bonds; whether it stays within the atom's valence."""
-        cap, used = load[atom]
-        load[atom] = (cap, used + order)
-        return cap < 0 or used + order <= cap
+        left = load[atom]
+        if left is None:
+            return True
+        load[atom] = left - order
+        return left - order >= 0
 
     def _label(self, s: _State, label: str) -> _State | None:
         open_ = self._open(s)
