@@ -56,6 +56,15 @@ class CharAutomaton(ABC):
     def accepts(self, state: Hashable) -> bool:
         """Whether a string may end in ``state``."""
 
+    def accepts_string(self, s: str) -> bool:
+        """Whether the automaton, run over all of ``s`` from its start, accepts it."""
+        state = self.start()
+        for char in s:
+            state = self.step(state, char)
+            if state is None:
+                return False
+        return self.accepts(state)
+
     def min_chars(self, state: Hashable) -> int:
         """A lower bound on the characters still needed before acceptance (0 always works).
 
