@@ -48,19 +48,26 @@ def plugins_dir_key(plugins_dir: str | Path | None) -> str | None:
     return os.environ.get(PLUGINS_DIR_ENV) or None
 
 
-class PluginExit(Exception):
-    """A plugin called ``sys.exit`` while it ran: the command's exit is not a plugin's to decide."""
+class PluginFailure(Exception):
+    """A plugin's code failed while it ran, said in one line: ``TypeName: message``, or ``it
+    called sys.exit(...)``. It keeps the original traceback (whose frames say which plugin's
+    code it was) and pickles by its message, so a worker process can send it back as it is."""
 
 
 @contextlib.contextmanager
 def plugin_code() -> Iterator[None]:
     """Around a call into a plugin at run time: what it prints goes to stderr (stdout holds the
-    command's results), and its ``sys.exit`` is a ``PluginExit``."""
+    command's results), and what it raises, ``sys.exit`` included, is a ``PluginFailure``
+    (this project's own errors and ``MemoryError`` pass as they are)."""
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
-    except SystemExit as e:  # its traceback kept: it says whose code called it
-        raise PluginExit(f"it called sys.exit({e.code!r})").with_traceback(e.__traceback__) from None
+    except (GumbelseqError, MemoryError):
+        raise
+    except SystemExit as e:  # the command's exit is not a plugin's to decide
+        raise PluginFailure(f"it called sys.exit({e.code!r})").with_traceback(e.__traceback__) from None
+    except Exception as e:  # noqa: BLE001 - a plugin's failure, which may not even pickle
+        raise PluginFailure(f"{type(e).__name__}: {first_line(e)}").with_traceback(e.__traceback__) from None
 
 
 def _hook_names(module: ModuleType) -> frozenset[str]:

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import pluggy
 
 from .cpus import usable_cpus
-from .errors import GumbelseqError, first_line
+from .errors import GumbelseqError
 from .parallel import WorkersStopped, map_batches
-from .plugin_loading import NamedPlugins, PluginExit, plugin_code
+from .plugin_loading import NamedPlugins, PluginFailure, plugin_code
 
 if TYPE_CHECKING:
     from .lang.grammar import Grammar
@@ -121,32 +121,20 @@ def get_validator(name: str, plugins_dir: str | Path | None = None) -> Validator
     try:
         with plugin_code():
             validator.check()
-    except GumbelseqError:
-        raise
-    except PluginExit as e:
+    except PluginFailure as e:
         raise ValidatorError(f"validator {name!r} cannot run: {e}") from None
-    except Exception as e:  # noqa: BLE001 - a plugin's own failure, quoted in one line
-        raise ValidatorError(f"validator {name!r} cannot run: {type(e).__name__}: {first_line(e)}") from None
     return validator
 
 
-class _CanonicalFailed(Exception):
-    """A validator's ``canonical`` failed, said in one line: made where it ran (a worker process
-    or this one), so the message is the same for any number of workers."""
-
-
 def _run_canonical(canonical: Callable[[list[str]], list[str | None]], batch: list[str]) -> list[str | None]:
-    try:
-        with plugin_code():
-            forms = list(canonical(batch))
-    except PluginExit as e:
-        raise _CanonicalFailed(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - a plugin's failure, which may not even pickle
-        raise _CanonicalFailed(f"{type(e).__name__}: {first_line(e)}") from None
+    """``canonical`` over one batch, wherever it runs (a worker process or this one): its
+    failure is a ``PluginFailure`` made there, so the message is the same for any number of
+    workers, and so is a result that is not a list of strings and Nones."""
+    with plugin_code():
+        forms = list(canonical(batch))
     for form in forms:
         if form is not None and not isinstance(form, str):
-            raise _CanonicalFailed(f"it returned {type(form).__name__} {repr(form)[:60]} where a string or"
-                                   " None belongs")
+            raise PluginFailure(f"it returned {type(form).__name__} {repr(form)[:60]} where a string or None belongs")
     return forms
 
 
@@ -165,7 +153,7 @@ def canonical_forms(validator: Validator, strings: list[str], workers: int | Non
             f"validator {validator.name!r} failed: a worker process stopped (killed, out of memory, or a crash"
             " in the validator's library)"
         ) from None
-    except _CanonicalFailed as e:
+    except PluginFailure as e:
         raise ValidatorError(f"validator {validator.name!r} failed: {e}") from None
     if len(out) != len(strings):
         raise ValidatorError(f"validator {validator.name!r} returned {len(out)} results for {len(strings)} strings")

@@ -20,8 +20,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence, TypeVar
 
-from ..errors import GumbelseqError, first_line
-from ..plugin_loading import PluginExit, plugin_code
+from ..plugin_loading import PluginFailure, plugin_code
 from .automaton import AutomatonError, CharAutomaton
 from .masks import GrammarMasks
 
@@ -44,9 +43,7 @@ def _plugin_failures(method: _F) -> _F:
         try:
             with plugin_code():
                 return method(self, *args)
-        except (GumbelseqError, MemoryError):
-            raise
-        except Exception as e:  # noqa: BLE001 - quoted in one line, with the automaton's name
+        except PluginFailure as e:  # quoted in one line, with the automaton's name
             raise AutomatonError(self._failure(e)) from None
 
     return checked  # type: ignore[return-value]
@@ -116,7 +113,7 @@ class IntersectedMasks:
 
     # -- inside --------------------------------------------------------------------------------
 
-    def _failure(self, e: Exception) -> str:
+    def _failure(self, e: PluginFailure) -> str:
         """One line for an automaton's failure, naming the automaton whose method raised it
         (the innermost frame run for one of them), else all of them."""
         culprit = None
@@ -126,11 +123,10 @@ class IntersectedMasks:
             if any(owner is a for a in self.automata):
                 culprit = owner
             tb = tb.tb_next
-        what = str(e) if isinstance(e, PluginExit) else f"{type(e).__name__}: {first_line(e)}"
         if culprit is not None:
-            return f"automaton {culprit.name!r} failed: {what}"
+            return f"automaton {culprit.name!r} failed: {e}"
         names = ", ".join(repr(a.name) for a in self.automata)
-        return (f"automaton {names} failed: {what} (a state must be hashable, min_chars an integer,"
+        return (f"automaton {names} failed: {e} (a state must be hashable, min_chars an integer,"
                 " suggest a string)")
 
     def _id(self, key: _Key) -> int:
