@@ -17,7 +17,7 @@ import gumbelseq_mle
 from gumbelseq.cli import main
 from gumbelseq.errors import GumbelseqError, InputFileError, OptionError
 from gumbelseq.lang.grammar import load_grammar
-from gumbelseq.model import memory
+from gumbelseq.model import memory, stacked
 from gumbelseq.model.lstm import FeedbackLSTM
 from gumbelseq.model.memory import OutOfMemory
 from gumbelseq.model.run import load_run
@@ -115,9 +115,24 @@ def test_moses_preset_and_rows() -> None:
 # -- the v2 kernels -------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=[False, True], ids=["tanh", "fast-tanh"])
+def fast_tanh(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run a test with the cells' tanh as bfloat16 mode computes it (``2 sigmoid(2c) - 1``),
+    here in float64, where it must match plain autograd as tightly as tanh does."""
+    if request.param:
+        init = stacked._MM.__init__
+
+        def forced(self: stacked._MM, dtype: torch.dtype) -> None:
+            init(self, dtype)
+            self.fast_tanh = True
+
+        monkeypatch.setattr(stacked._MM, "__init__", forced)
+    return request.param
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("hard", [False, True])
-def test_v2_relaxed_loop_matches_plain_autograd(layers: int, hard: bool) -> None:
+def test_v2_relaxed_loop_matches_plain_autograd(layers: int, hard: bool, fast_tanh: bool) -> None:
     torch.manual_seed(0)
     net = StackedLSTM(5, 4, layers).double()
     steps, batch = 6, 3
@@ -132,7 +147,7 @@ def test_v2_relaxed_loop_matches_plain_autograd(layers: int, hard: bool) -> None
 
 
 @pytest.mark.parametrize("layers", [1, 3])
-def test_v2_teacher_forcing_and_discriminator_match_nn_lstm(layers: int) -> None:
+def test_v2_teacher_forcing_and_discriminator_match_nn_lstm(layers: int, fast_tanh: bool) -> None:
     torch.manual_seed(1)
     net = StackedLSTM(5, 4, layers).double()
     ids = torch.randint(5, (3, 7))
@@ -166,7 +181,7 @@ def test_v2_teacher_forcing_and_discriminator_match_nn_lstm(layers: int) -> None
     assert all(g is None for g in unused)
 
 
-def test_v2_kernels_pass_gradcheck() -> None:
+def test_v2_kernels_pass_gradcheck(fast_tanh: bool) -> None:
     torch.manual_seed(2)
     net = StackedLSTM(4, 3, 2).double()
     state = tuple(torch.rand(2, 2, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))

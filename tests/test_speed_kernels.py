@@ -89,3 +89,25 @@ def test_same_seed_same_samples() -> None:
     a = net.sample(state, 12, 1.0, torch.Generator().manual_seed(3), feedback="soft")
     b = net.sample(state, 12, 1.0, torch.Generator().manual_seed(3), feedback="soft")
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("matmul", ["float32", "bfloat16"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("feedback", ["soft", "hard", "ancestral"])
+def test_sampling_in_row_blocks_draws_what_one_block_draws(
+    monkeypatch: pytest.MonkeyPatch, matmul: str, layers: int, feedback: str
+) -> None:
+    # Blocks are a cache layout: a row's draws must not depend on which block it ran in, nor on
+    # the block size (uneven last block included).
+    torch.manual_seed(0)
+    net = StackedLSTM(9, 16, layers, matmul)
+    state = (torch.rand(layers, 700, 16), torch.rand(layers, 700, 16))
+
+    def draw(rows: int) -> torch.Tensor:
+        monkeypatch.setattr(stacked, "_sample_block_rows", lambda hidden, layers: rows)
+        return net.sample(state, 11, 0.7, torch.Generator().manual_seed(4), feedback=feedback)
+
+    whole = draw(10_000)
+    for rows in (1, 64, 256, 699):
+        assert torch.equal(draw(rows), whole)
+    assert whole.shape == (700, 11) and len(set(whole[:, 3].tolist())) > 1
