@@ -173,10 +173,21 @@ class _MM:
     def addmm(self, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         """``out = bias + a @ b`` (``out`` may be ``bias`` itself)."""
         if self.low:
-            return torch.add(bias, torch.mm(a.to(self.dtype), b.to(self.dtype)), out=out)
+            product = torch.mm(a.to(self.dtype), b.to(self.dtype))
+            if out is None or out is bias:
+                return torch.add(bias, product, out=out)
+            # The same sum as torch.add(bias, product), ~20% faster: a mixed-dtype add is slow.
+            return out.copy_(product).add_(bias)
         if out is bias:
             return out.addmm_(a, b)
         return torch.addmm(bias, a, b, out=out)
+
+    def linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``F.linear(x, w, b)`` with its products (backward's too) in the chosen dtype, as
+        ``torch.autocast`` would run it; the result in float32."""
+        if self.low:
+            return F.linear(x.to(self.dtype), w.to(self.dtype)).float() + b
+        return F.linear(x, w, b)
 
     def grad_weight(self, d_pre: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """``d_pre^T @ inputs`` over all rows (``[N, out]``, ``[N, in]`` -> ``[out, in]``),
@@ -186,13 +197,15 @@ class _MM:
 
 def _cell(
     a: torch.Tensor, c_prev: torch.Tensor, c_out: torch.Tensor, k_out: torch.Tensor, h_out: torch.Tensor, hs: int,
-    fast_tanh: bool = False,
+    fast_tanh: bool = False, gates: tuple[torch.Tensor, ...] | None = None, g_out: torch.Tensor | None = None,
 ) -> None:
     """Activate the scaled gate pre-activations ``a [B, 4H]`` in place and write ``c_t``,
-    ``tanh(c_t)`` and ``h_t`` into the given buffers (``fast_tanh``: see ``_MM``)."""
+    ``tanh(c_t)`` and ``h_t`` into the given buffers (``fast_tanh``: see ``_MM``). ``gates``:
+    ``a``'s four gate blocks as views made beforehand (a ``split`` per step costs as much as a
+    small op); ``g_out``: where to keep the tanh gate (the backward reads it)."""
     s = a.sigmoid_()
-    i, f, sg, o = s.split(hs, dim=1)
-    g = torch.mul(sg, 2.0).sub_(1.0)
+    i, f, sg, o = gates if gates is not None else s.split(hs, dim=1)
+    g = torch.mul(sg, 2.0, out=g_out).sub_(1.0)
     torch.mul(f, c_prev, out=c_out).addcmul_(i, g)
     if fast_tanh:
         torch.mul(c_out, 2.0, out=k_out).sigmoid_().mul_(2.0).sub_(1.0)
@@ -203,21 +216,29 @@ def _cell(
 
 def _cell_backward(
     dh: torch.Tensor, dc_next: torch.Tensor | None, s: torch.Tensor, k: torch.Tensor,
-    c_prev: torch.Tensor, da: torch.Tensor, hs: int,
+    c_prev: torch.Tensor, da: torch.Tensor, g: torch.Tensor, gates: tuple[torch.Tensor, ...],
+    d_gates: tuple[torch.Tensor, ...],
 ) -> torch.Tensor:
-    """Gradients of one cell step: writes d(pre-activations) into ``da`` and returns ``dc_{t-1}``."""
-    i, f, sg, o = s.split(hs, dim=1)
-    da_i, da_f, da_g, da_o = da.split(hs, dim=1)
+    """Gradients of one cell step: writes d(pre-activations) into ``da`` and returns ``dc_{t-1}``.
+    ``s``: the step's activated gates, ``gates``/``d_gates``: the four blocks of ``s``/``da`` as
+    views, ``g``: the tanh gate the forward kept."""
+    i, f, _, o = gates
+    da_i, da_f, da_g, da_o = d_gates
     torch.mul(dh, k, out=da_o)
     dk = dh * o
     dc = torch.addcmul(dk, dk * k, k, value=-1.0)  # dk * (1 - k^2)
     if dc_next is not None:
         dc.add_(dc_next)
-    torch.mul(dc, torch.mul(sg, 2.0).sub_(1.0), out=da_i)
+    torch.mul(dc, g, out=da_i)
     torch.mul(dc, c_prev, out=da_f)
     torch.mul(dc, i, out=da_g).mul_(2.0)  # d sg = 2 d g
     da.mul_(torch.addcmul(s, s, s, value=-1.0))  # sigmoid' = s (1 - s)
     return dc * f
+
+
+def _gate_views(buffer: torch.Tensor, hs: int) -> list[tuple[torch.Tensor, ...]]:
+    """Per step, the four gate blocks of ``buffer [T, B, 4H]`` as views, made in a few calls."""
+    return list(zip(*(x.unbind(0) for x in buffer.split(hs, dim=2))))
 
 
 def _seq_index(layer: int) -> tuple[int | None, int, int | None]:
@@ -255,19 +276,21 @@ class _Sequence(torch.autograd.Function):
             h_m = mm.operand(h)
             c = _POOL.take((steps + 1, batch, hs), **opts)
             k = _POOL.take((steps, batch, hs), **opts)
+            g = _POOL.take((steps, batch, hs), **opts)
             h[0].copy_(h0[layer])
             c[0].copy_(c0[layer])
             acts, hl, hml, cl, kl = act.unbind(0), h.unbind(0), h_m.unbind(0), c.unbind(0), k.unbind(0)
+            gates, gl = _gate_views(act, hs), g.unbind(0)
             if mm.low:
                 hml[0].copy_(hl[0])
             # From the second layer on the projections are in `act` already: added to in place.
             sources = acts if layer > 0 else p0.unbind(0)
             for t in range(steps):
                 a = mm.addmm(sources[t], hml[t], w_hh_t, out=acts[t])
-                _cell(a, cl[t], cl[t + 1], kl[t], hl[t + 1], hs, mm.fast_tanh)
+                _cell(a, cl[t], cl[t + 1], kl[t], hl[t + 1], hs, mm.fast_tanh, gates[t], gl[t])
                 if mm.low:
                     hml[t + 1].copy_(hl[t + 1])
-            saved.append((act, h_m, c, k))
+            saved.append((act, h_m, c, k, g))
             below_m = h_m[1:]
             if layer > 0 and mm.low:
                 _POOL.give(top)  # the float32 states below: backward reads only their twin
@@ -293,17 +316,18 @@ class _Sequence(torch.autograd.Function):
         d_below = d_out.contiguous()
         d_p0 = None
         for layer in range(len(ctx.layers) - 1, -1, -1):
-            act, h_m, c, k = ctx.layers[layer]
+            act, h_m, c, k, g = ctx.layers[layer]
             i_ih, i_hh, i_b = _seq_index(layer)
             w_hh = mm.cast(params[i_hh])
             d_act = _POOL.take(act.shape, act.dtype, act.device)
             d_act_m = mm.operand(d_act)
             dh_next = dc_next = None
-            acts, cl, kl, das, dams, dbs = (act.unbind(0), c.unbind(0), k.unbind(0), d_act.unbind(0),
-                                            d_act_m.unbind(0), d_below.unbind(0))
+            acts, cl, kl, gl, das, dams, dbs = (act.unbind(0), c.unbind(0), k.unbind(0), g.unbind(0),
+                                                d_act.unbind(0), d_act_m.unbind(0), d_below.unbind(0))
+            gates, d_gates = _gate_views(act, hs), _gate_views(d_act, hs)
             for t in range(steps - 1, -1, -1):
                 dh = dbs[t] if dh_next is None else dbs[t] + dh_next
-                dc_next = _cell_backward(dh, dc_next, acts[t], kl[t], cl[t], das[t], hs)
+                dc_next = _cell_backward(dh, dc_next, acts[t], kl[t], cl[t], das[t], gl[t], gates[t], d_gates[t])
                 if mm.low:
                     dams[t].copy_(das[t])
                 dh_next = mm.mm(dams[t], w_hh)
@@ -360,6 +384,7 @@ class _Relaxed(torch.autograd.Function):
         hbuf_m = [mm.operand(h) for h in hbuf]
         cbuf = [_POOL.take((steps + 1, batch, hs), **opts) for _ in range(layers)]
         kbuf = [_POOL.take((steps, batch, hs), **opts) for _ in range(layers)]
+        gbuf = [_POOL.take((steps, batch, hs), **opts) for _ in range(layers)]
         for layer in range(layers):
             hbuf[layer][0].copy_(h0[layer])
             cbuf[layer][0].copy_(c0[layer])
@@ -376,12 +401,15 @@ class _Relaxed(torch.autograd.Function):
         hm_v = [h.unbind(0) for h in hbuf_m]
         c_v = [c.unbind(0) for c in cbuf]
         k_v = [k.unbind(0) for k in kbuf]
+        g_v = [g.unbind(0) for g in gbuf]
+        gate_v = [_gate_views(a, hs) for a in acts]
         for t in range(steps):
             x = yms[t]
             for layer in range(layers):
                 a = mm.addmm(bias[layer], x, w_ih_t[layer], out=a_v[layer][t])
                 a = mm.addmm(a, hm_v[layer][t], w_hh_t[layer], out=a)
-                _cell(a, c_v[layer][t], c_v[layer][t + 1], k_v[layer][t], h_v[layer][t + 1], hs, mm.fast_tanh)
+                _cell(a, c_v[layer][t], c_v[layer][t + 1], k_v[layer][t], h_v[layer][t + 1], hs, mm.fast_tanh,
+                      gate_v[layer][t], g_v[layer][t])
                 if mm.low:
                     hm_v[layer][t + 1].copy_(h_v[layer][t + 1])
                 x = hm_v[layer][t + 1]
@@ -406,19 +434,19 @@ class _Relaxed(torch.autograd.Function):
                 mask.advance(idx[:, 0])
         ctx.mm = mm
         ctx.hard = hard
-        ctx.buffers = (y, y_m, soft, acts, hbuf_m, cbuf, kbuf)
+        ctx.buffers = (y, y_m, soft, acts, hbuf_m, cbuf, kbuf, gbuf)
         ctx.save_for_backward(w_o, *params)
         out = y[1:].clone()  # the buffer stays private: backward reads it
         if mm.low:
             _POOL.give(*hbuf)  # backward reads only the states' twins
-        _recycle_with(ctx, [y, y_m if mm.low else None, soft, *acts, *hbuf_m, *cbuf, *kbuf])
+        _recycle_with(ctx, [y, y_m if mm.low else None, soft, *acts, *hbuf_m, *cbuf, *kbuf, *gbuf])
         return out
 
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
         w_o, *params = ctx.saved_tensors
         mm: _MM = ctx.mm
-        y, y_m, soft, acts, hbuf_m, cbuf, kbuf = ctx.buffers
+        y, y_m, soft, acts, hbuf_m, cbuf, kbuf, gbuf = ctx.buffers
         layers = len(acts)
         steps, batch, vocab = dy.shape
         rows = steps * batch
@@ -435,6 +463,9 @@ class _Relaxed(torch.autograd.Function):
         a_v = [a.unbind(0) for a in acts]
         c_v = [c.unbind(0) for c in cbuf]
         k_v = [k.unbind(0) for k in kbuf]
+        g_v = [g.unbind(0) for g in gbuf]
+        gate_v = [_gate_views(a, hs) for a in acts]
+        d_gate_v = [_gate_views(d, hs) for d in d_acts]
         da_v = [d.unbind(0) for d in d_acts]
         dam_v = [d.unbind(0) for d in d_acts_m]
         dy_next = None
@@ -449,7 +480,8 @@ class _Relaxed(torch.autograd.Function):
             for layer in range(layers - 1, -1, -1):
                 dh = d_in if dh_next[layer] is None else d_in.add_(dh_next[layer])
                 da = da_v[layer][t]
-                dc_next[layer] = _cell_backward(dh, dc_next[layer], a_v[layer][t], k_v[layer][t], c_v[layer][t], da, hs)
+                dc_next[layer] = _cell_backward(dh, dc_next[layer], a_v[layer][t], k_v[layer][t], c_v[layer][t], da,
+                                                g_v[layer][t], gate_v[layer][t], d_gate_v[layer][t])
                 if mm.low:
                     dam_v[layer][t].copy_(da)
                 da = dam_v[layer][t]
@@ -599,8 +631,8 @@ class StackedLSTM(_Weights):
         p0 = F.embedding(prev, table)  # its backward is deterministic, on CUDA too
         if state is None:
             state = self.zero_state(bsz)
-        out = self.run_sequence(p0, state, self._mm())
-        return F.linear(out, self.head.weight, self.head.bias)
+        mm = self._mm()
+        return mm.linear(self.run_sequence(p0, state, mm), self.head.weight, self.head.bias)
 
     def mle_loss(
         self,
