@@ -702,9 +702,11 @@ class StackedLSTM(_Weights):
 
 
 def _sample_block_rows(hidden: int, layers: int) -> int:
-    """Rows sampled together: a step's gates (``rows x 4H x layers`` floats) within ~1 MiB, a
-    core's L2 cache; at least 256 rows (fewer and per-op overhead dominates), a power of two."""
-    rows = (1 << 20) // (4 * 4 * hidden * layers)
+    """Rows sampled together: a step's gates (``rows x 4H x layers`` floats) within ~1 MiB per
+    thread (a core's L2 cache), so that the threads split each product and element-wise pass
+    between them; at least 256 rows (fewer and per-op overhead dominates), a power of two.
+    Blocks do not change the draws, so this may depend on the machine."""
+    rows = (1 << 20) * max(1, torch.get_num_threads()) // (4 * 4 * hidden * layers)
     return max(256, 1 << (max(rows, 1).bit_length() - 1))
 
 
