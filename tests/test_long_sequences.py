@@ -213,6 +213,26 @@ def test_bfloat16_products_stay_close_to_float32() -> None:
     assert max(((x - y).norm() / x.norm()).item() for x, y in zip(ga, gb)) < 0.02
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bfloat16_discriminator_stays_close_to_float32(layers: int) -> None:
+    # Its input projection runs in bfloat16 (bias included) and hands back a bfloat16 gradient.
+    torch.manual_seed(4)
+    a, b = SequenceClassifier(27, 64, layers), SequenceClassifier(27, 64, layers, "bfloat16")
+    b.load_state_dict(a.state_dict())
+    x = torch.softmax(3 * torch.randn(30, 16, 27), dim=2)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    oa, ob = a(xa), b(xb)
+    assert ob.dtype == torch.float32 and (oa - ob).abs().max() < 1e-3
+    w = torch.randn(16)
+    ga = torch.autograd.grad((oa * w).sum(), [xa, *a.parameters()])
+    gb = torch.autograd.grad((ob * w).sum(), [xb, *b.parameters()])
+    assert all(g.dtype == torch.float32 for g in gb)
+    assert max(((p - q).norm() / p.norm()).item() for p, q in zip(ga, gb)) < 0.03
+    # the generator's step: gradients w.r.t. the input only
+    (gx,) = torch.autograd.grad((b(xb, param_grads=False) * w).sum(), [xb])
+    assert torch.equal(gx, gb[0])
+
+
 def test_sample_chunks_shrink_with_the_state_only() -> None:
     assert sample_chunk_rows(10, 1) == 16384 and sample_chunk_rows(256, 1) == 2048
     assert sample_chunk_rows(256, 2) == 1024 and sample_chunk_rows(100_000, 8) == 256

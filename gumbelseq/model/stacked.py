@@ -251,7 +251,7 @@ class _Sequence(torch.autograd.Function):
     """An ``L``-layer LSTM over known inputs, batch-major.
 
     Inputs: ``p0 [T, B, 4H]``, the first layer's input projections with its bias (scaled g
-    rows); ``h0, c0 [L, B, H]``; ``mm``; then the parameters, laid out as ``_seq_index`` says:
+    rows; float32, or the products' dtype); ``h0, c0 [L, B, H]``; ``mm``; then the parameters, laid out as ``_seq_index`` says:
     ``w_hh [4H, H]`` of the first layer, then ``w_ih [4H, H], w_hh, b [4H]`` of each further
     layer (all scaled). Output: the top layer's states ``[T, B, H]``.
     """
@@ -260,7 +260,7 @@ class _Sequence(torch.autograd.Function):
     def forward(ctx, p0, h0, c0, mm: _MM, *params):  # type: ignore[override]
         steps, batch, four_h = p0.shape
         hs = four_h // 4
-        opts = dict(dtype=p0.dtype, device=p0.device)
+        opts = dict(dtype=h0.dtype, device=p0.device)  # p0 may be bfloat16: the states are not
         saved = []
         below_m = None
         top = None  # the layer below's float32 states, once there is one
@@ -297,6 +297,7 @@ class _Sequence(torch.autograd.Function):
             top = h  # (in float32 h_m is h itself: kept for backward)
         ctx.mm = mm
         ctx.layers = saved
+        ctx.p0_dtype = p0.dtype
         ctx.save_for_backward(*params)
         out = top[1:].clone()  # the buffer stays private: backward reads it
         if mm.low:
@@ -338,9 +339,14 @@ class _Sequence(torch.autograd.Function):
             if need[i_hh]:
                 d_params[i_hh] = mm.grad_weight(flat_m, h_m[:-1].reshape(rows, hs))
             if layer == 0:
-                d_p0 = d_act  # returned: not recycled
-                if mm.low:
-                    _POOL.give(d_act_m)
+                # Returned (so not recycled) in p0's dtype: for a bfloat16 p0 the twin the
+                # products read is that gradient already (autograd would cast d_act again).
+                if d_act_m.dtype == ctx.p0_dtype:
+                    d_p0 = d_act_m
+                    _POOL.give(d_act if mm.low else None)
+                else:
+                    d_p0 = d_act
+                    _POOL.give(d_act_m if mm.low else None)
                 break
             below_m = ctx.layers[layer - 1][1][1:].reshape(rows, hs)
             if need[i_ih]:
@@ -787,9 +793,16 @@ class SequenceClassifier(_Weights):
         w_ih, _, b = self.layer_weights(0, detach=detach)
         # The first layer's input projection for all steps in one product.
         # w_ih.t() made contiguous: autograd's mm backward then computes the weight gradient
-        # as x^T @ dP (fast) rather than (dP^T @ x) (slow for a narrow x). float32 either way:
-        # the vocabulary is narrow, so this product is cheap.
-        p0 = torch.addmm(b, x.reshape(steps * batch, vocab), w_ih.t().contiguous())
+        # as x^T @ dP (fast) rather than (dP^T @ x) (slow for a narrow x). Narrow as it is, this
+        # product and its two gradients cost ~25 ms of a GAN iteration at MOSES's sizes in
+        # float32 (inner size V runs at half the speed of the recurrence's), ~9 in bfloat16.
+        flat = x.reshape(steps * batch, vocab)
+        if mm.low:
+            # bfloat16 out, bias included: a cast or a mixed-dtype add over all T x B rows here
+            # costs more than the product saves; each step adds its row block instead.
+            p0 = torch.addmm(b.to(mm.dtype), flat.to(mm.dtype), mm.cast(w_ih.t()))
+        else:
+            p0 = torch.addmm(b, flat, w_ih.t().contiguous())
         z = torch.zeros((self.layers, batch, self.hidden_size), dtype=x.dtype, device=x.device)
         out = self.run_sequence(p0.view(steps, batch, -1), (z, z), mm, detach=detach)
         w_o, b_o = (self.head.weight, self.head.bias) if param_grads else (self.head.weight.detach(), self.head.bias.detach())
