@@ -55,7 +55,7 @@ def parallel_map(
     job order; None where this system cannot start processes (the caller then does the work
     itself). ``setup`` must be a module-level function (workers receive it by reference) and is
     called once per worker. An exception in a worker is raised here (a ``GumbelseqError`` as it
-    is, others as they pickle); a worker that dies is ``WorkersStopped``.
+    is, others as they pickle), the first in job order; a worker that dies is ``WorkersStopped``.
 
     Start the returned generator's first ``next`` promptly and close it (or exhaust it): until
     then the workers wait, and closing it early terminates them."""
@@ -167,11 +167,19 @@ def _results(workers: list[tuple[Any, Any]], n: int) -> Iterator[Any]:
 
     finished = False
     early: dict[int, Any] = {}
+    # A job's error is raised when its turn comes, as the work done here would meet it: the
+    # first error in job order, whichever worker reaches its own first (else two workers could
+    # report two different lines of the same input from one run to the next).
+    errors: dict[int, BaseException] = {}
     open_readers = [reader for _, reader in workers]
     try:
         for i in range(n):
             while i not in early:
+                if i in errors:
+                    raise errors[i]
                 if not open_readers:
+                    if errors:
+                        raise errors[min(errors)]
                     raise WorkersStopped("a worker process stopped before it sent all its results")
                 for reader in wait(open_readers):
                     try:
@@ -180,8 +188,11 @@ def _results(workers: list[tuple[Any, Any]], n: int) -> Iterator[Any]:
                         open_readers.remove(reader)
                         continue
                     if kind == "error":
-                        raise value
-                    early[index] = value
+                        if index < i:  # before any job (its setup failed): nothing to wait for
+                            raise value
+                        errors[index] = value
+                    else:
+                        early[index] = value
             yield early.pop(i)
         finished = True
     finally:

@@ -66,6 +66,29 @@ def test_an_error_in_a_worker_is_raised_here_and_the_workers_stop():
         list(parallel_map(_failing, (5,), list(range(10)), 2, context="fork"))
 
 
+def _failing_slowly(bad, slow):
+    def fn(job):
+        if job in slow:
+            time.sleep(0.5)
+        if job in bad:
+            raise ValueError(f"job {job} is bad")
+        return job
+
+    return fn
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_the_first_error_in_job_order_is_raised_whichever_worker_meets_its_own_first(context):
+    # Job 3 (second worker) fails at once, job 2 (first worker) half a second later: the run
+    # must say what one process would say, job 2, after the results before it.
+    results = parallel_map(_failing_slowly, ({2, 3}, {2}), list(range(10)), 2, context=context)
+    got = []
+    with pytest.raises(ValueError, match="^job 2 is bad$"):
+        for r in results:
+            got.append(r)
+    assert got == [0, 1]
+
+
 def test_a_worker_that_dies_is_workers_stopped():
     with pytest.raises(WorkersStopped) as info:
         list(parallel_map(_dying, (3,), list(range(8)), 2, context="fork"))
