@@ -744,7 +744,7 @@ def _search_gave_up(run: Any, automata: tuple[str, ...]) -> int:
     when it did: the samples are valid, but some allowed characters were left out."""
     from .lang.intersection import SEARCH_BUDGET
 
-    gave_up = run.constraint(automata).gave_up
+    gave_up = run.search_gave_up(automata)
     if gave_up:
         _notice(f"the search for a completion ran out of its budget ({SEARCH_BUDGET:,} states) {gave_up:,} times;"
                 " each time one character was left out, so samples are valid but drawn from less than"

@@ -384,3 +384,49 @@ def test_a_search_that_gives_up_does_not_claim_impossibility(monkeypatch):
     monkeypatch.setattr(intersection, "SEARCH_BUDGET", 200_000)
     masks = IntersectedMasks(grammar_masks(load_grammar("arith"), 9, "x+-*/"), [OnlyTarget()])
     assert language(masks) == ({"x/x/x/x/x"}, 0)
+
+
+@pytest.mark.parametrize("automata", [(), (RINGS,), (VALENCE,)], ids=["grammar", "rings", "valence"])
+def test_long_sampling_drops_its_masks_between_chunks_and_draws_the_same(tmp_path, monkeypatch, automata):
+    """Past ``mask_states_limit()`` engine states a run drops its masks (engines, table, automaton
+    cache) before the next sampling chunk: memory stays bounded by about one chunk's states, and
+    the samples are those of a run that keeps everything."""
+    from gumbelseq.model import run as run_module
+    from gumbelseq.model.run import load_run
+    from gumbelseq.model.train import start_training
+
+    strings = ["C1CC1", "c1ccccc1", "CC(=O)Nc1ccc(O)cc1", "C1CCC2CCCCC2C1", "CCO", "N#CC1CC1"] * 20
+    start_training(grammar="smiles", backend="mle-lstm", data=strings, out_dir=tmp_path / "run", device="cpu",
+                   options={"hidden": 16, "kernel": "v2", "iterations": 20}, eval_every=0, final_samples=10)
+
+    def draw(limit):
+        monkeypatch.setattr(run_module, "mask_states_limit", lambda: limit)
+        run = load_run(tmp_path / "run", device="cpu")
+        run.trainer.sample_chunk = 40  # several chunks
+        rows = []
+        original = run._step_masks
+
+        def watched(names):
+            make = original(names)
+
+            def counted(k):
+                mask = make(k)
+                rows.append(run.mask_states())  # what the chunk starts from
+                return mask
+
+            return counted
+
+        run._step_masks = watched
+        return run.sample(200, seed=2, constrained=True, automata=list(automata)), run, rows
+
+    kept, kept_run, kept_rows = draw(10**9)
+    dropped, dropped_run, dropped_rows = draw(100)
+    assert dropped == kept and len(kept) == 200
+    assert kept_run.mask_resets == 0 and kept_rows == sorted(kept_rows) and kept_rows[-1] > 100
+    assert dropped_run.mask_resets >= 3
+    assert max(dropped_rows) <= 100 < max(kept_rows)  # each chunk starts from at most the limit
+    if automata:
+        assert dropped_run.search_gave_up(automata) == 0
+        # the automaton's cache went too: each build has its own instance, not the registered one
+        used = dropped_run.constraint(automata).automata[0]
+        assert used is not get_automaton(automata[0]) and type(used) is type(get_automaton(automata[0]))

@@ -73,9 +73,23 @@ AUTOMATA = textwrap.dedent(
             return "one"
 
 
+    class FreshFails(NoDivision):
+        name, description = "fresh-fails", "fresh() raises"
+
+        def fresh(self):
+            raise KeyError("no copy")
+
+
+    class FreshNone(NoDivision):
+        name, description = "fresh-none", "fresh() returns None"
+
+        def fresh(self):
+            return None
+
+
     @hookimpl
     def register_automata(register):
-        for kind in (NoDivision, Broken, ListState, TextBound):
+        for kind in (NoDivision, Broken, ListState, TextBound, FreshFails, FreshNone):
             register(kind())
     '''
 )
@@ -138,6 +152,8 @@ def test_a_loose_automaton_is_sampled_with(arith_run, plugins):
     ("list-state", "Error: automaton 'list-state' failed: TypeError: unhashable type: 'list' (a state must be hashable,"
                    " min_chars an integer, suggest a string)\n"),
     ("text-bound", "Error: automaton 'text-bound' failed: TypeError: "),
+    ("fresh-fails", "Error: automaton 'fresh-fails' failed: KeyError: 'no copy'\n"),
+    ("fresh-none", "Error: automaton 'fresh-none' failed: fresh() returned NoneType, not a CharAutomaton of that name\n"),
 ])
 def test_an_automaton_that_fails_is_one_line_and_writes_nothing(arith_run, plugins, tmp_path, name, message):
     target = tmp_path / "out.txt"

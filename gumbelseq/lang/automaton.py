@@ -21,7 +21,7 @@ from typing import Callable, Hashable
 import pluggy
 
 from ..errors import GumbelseqError
-from ..plugin_loading import NamedPlugins
+from ..plugin_loading import NamedPlugins, PluginFailure, plugin_code
 
 ENTRY_POINT_GROUP = "gumbelseq.automata"
 
@@ -81,6 +81,13 @@ class CharAutomaton(ABC):
         a few steps without looking at the rest. Only speed depends on it."""
         return ""
 
+    def fresh(self) -> "CharAutomaton":
+        """The automaton without what it has cached (default: itself, for one that caches
+        nothing). Long sampling runs drop their masks between chunks and ask for this: an
+        automaton that interns its states should return a new instance, or its cache grows
+        with every sample. The answers must not change."""
+        return self
+
 
 class _Hooks:
     @hookspec
@@ -100,3 +107,17 @@ def automata(plugins_dir: str | Path | None = None) -> dict[str, tuple[CharAutom
 def get_automaton(name: str, plugins_dir: str | Path | None = None) -> CharAutomaton:
     """The automaton ``name``, or a one-line ``AutomatonError`` listing the known ones."""
     return _AUTOMATA.get(name, plugins_dir)
+
+
+def fresh_automaton(automaton: CharAutomaton) -> CharAutomaton:
+    """``automaton.fresh()``, checked: what it raises, or an answer that is not an automaton
+    of the same name, is a one-line ``AutomatonError`` naming it."""
+    try:
+        with plugin_code():
+            copy = automaton.fresh()
+    except PluginFailure as e:
+        raise AutomatonError(f"automaton {automaton.name!r} failed: {e}") from None
+    if not isinstance(copy, CharAutomaton) or copy.name != automaton.name:
+        raise AutomatonError(f"automaton {automaton.name!r} failed: fresh() returned {type(copy).__name__},"
+                             " not a CharAutomaton of that name")
+    return copy

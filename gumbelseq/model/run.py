@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -15,13 +15,32 @@ from . import rundir
 from .constrained import MaskTable, StepMask
 from .backend import Backend, Trainer
 from .gumbel import check_tau
-from .memory import OutOfMemory, is_oom
+from .memory import OutOfMemory, available_bytes, is_oom
 from .registry import get_backend
 from .rundir import TrainConfig, check_seed
 from .train import build_trainer, load_trainer_state, masked_training, resolve_device
 from .vocab import Vocabulary
 
 CHUNK = 65536
+#: Memory a state numbered by a run's mask engines (grammar and intersection) takes, with the
+#: search verdicts, automaton states and table rows that come with it: ~1.3 KB (measured with
+#: ``smiles-valence``: 1,060,000 states in 1.36 GB).
+MASK_STATE_BYTES = 1300
+#: The share of the memory available when sampling starts that the masks may take.
+MASK_MEMORY_SHARE = 0.25
+
+
+def mask_states_limit() -> int:
+    """States past which sampling drops a run's masks between the backend's chunks and builds
+    them afresh (``Run.forget_masks``): a quarter of the memory available now, at ~1.3 KB a
+    state; at least 100,000. Nearly every sample meets states no other did (a length, a ring or
+    valence situation), so without a bound the masks grow with n (10,000 MOSES samples with
+    ``smiles-valence`` held 2.3 GB). The masks, so the samples, are the same either way; only
+    time is lost, re-deriving states the dropped engines knew."""
+    free = available_bytes(torch.device("cpu"))
+    if free is None:
+        return 1_000_000
+    return max(100_000, int(free * MASK_MEMORY_SHARE) // MASK_STATE_BYTES)
 
 
 @dataclass
@@ -37,6 +56,10 @@ class Run:
     plugins_dir: str | Path | None = None
     _constraints: dict[tuple[str, ...], GrammarMasks] = field(default_factory=dict, repr=False)
     _mask_tables: dict[tuple[str, ...], MaskTable] = field(default_factory=dict, repr=False)
+    #: Search budgets spent by intersections since dropped (``search_gave_up``).
+    _gave_up: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
+    #: Times the masks were dropped and rebuilt while sampling (see ``mask_states_limit``).
+    mask_resets: int = 0
 
     def sample_iter(
         self, n: int, *, tau: float = 1.0, seed: int = 0, constrained: bool = False, automata: Sequence[str] = ()
@@ -55,11 +78,43 @@ class Run:
         masks = None
         names = tuple(automata)
         if constrained or names or masked_training(self.trainer.options):  # a masked model only makes sense masked
-            table = self.mask_table(names)
-            masks = lambda k: StepMask(table, k)  # noqa: E731
+            self.mask_table(names)  # an impossible constraint fails here, before any output
+            masks = self._step_masks(names)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(check_seed(seed))
         return self._chunks(n, tau, gen, masks)
+
+    def _step_masks(self, names: tuple[str, ...]) -> Callable[[int], StepMask]:
+        """The backend's mask factory, called once per sampling chunk: past
+        ``mask_states_limit()`` states the masks are dropped first (no row of the chunk before
+        holds a state any more), and rebuilt as the new chunk meets its states."""
+        limit = mask_states_limit()
+
+        def make(k: int) -> StepMask:
+            if self.mask_states() > limit:
+                self.forget_masks()
+            return StepMask(self.mask_table(names), k)
+
+        return make
+
+    def mask_states(self) -> int:
+        """States numbered so far by this run's mask engines (all sets of automata)."""
+        return sum(int(getattr(engine, "states", 0)) for engine in self._constraints.values())
+
+    def forget_masks(self) -> None:
+        """Drop every mask engine, table and automaton cache of this run (rebuilt on use)."""
+        for names in list(self._constraints):
+            self._gave_up[names] = self.search_gave_up(names)
+        self._constraints.clear()
+        self._mask_tables.clear()
+        self.mask_resets += 1
+
+    def search_gave_up(self, automata: Sequence[str] = ()) -> int:
+        """Times the search for a completion ran out of its budget while sampling with these
+        automata, over this run's life (see ``IntersectedMasks.gave_up``)."""
+        names = tuple(automata)
+        engine = self._constraints.get(names)
+        return self._gave_up.get(names, 0) + int(getattr(engine, "gave_up", 0))
 
     def constraint(self, automata: Sequence[str] = ()) -> GrammarMasks:
         """The run's grammar as next-character masks over its vocabulary, for prefixes of at
@@ -70,10 +125,11 @@ class Run:
         if names in self._constraints:
             return self._constraints[names]
         if names:
-            from ..lang.automaton import get_automaton
+            from ..lang.automaton import fresh_automaton, get_automaton
             from ..lang.intersection import IntersectedMasks
 
-            chosen = [get_automaton(name, self.plugins_dir) for name in names]  # an unknown name fails before any work
+            # An unknown name fails before any work; fresh: no cache from an earlier build.
+            chosen = [fresh_automaton(get_automaton(name, self.plugins_dir)) for name in names]
             self._constraints[names] = IntersectedMasks(self.constraint(), chosen)
             return self._constraints[names]
         if not getattr(self.trainer, "supports_mask", False):
@@ -87,7 +143,8 @@ class Run:
         return self._constraints[()]
 
     def mask_table(self, automata: Sequence[str] = ()) -> MaskTable:
-        """The run's masks as tensors on its device (built once, grown as states occur)."""
+        """The run's masks as tensors on its device (built once, grown as states occur;
+        sampling drops them past ``mask_states_limit()`` engine states, see ``forget_masks``)."""
         names = tuple(automata)
         if names not in self._mask_tables:
             self._mask_tables[names] = MaskTable(self.constraint(names), self.vocab, self.device)

@@ -82,6 +82,9 @@ class RingClosures(CharAutomaton):
     def __init__(self) -> None:
         self._interned: dict[tuple, _State] = {}
 
+    def fresh(self) -> "RingClosures":
+        return type(self)()  # the interned states are the only cache
+
     def _make(self, mode: int, first: str, can_ring: bool, orphan: bool, current: int, stack: tuple[int, ...],
               open_: dict[str, tuple[int, int]], bonds: set[tuple[int, int]] | frozenset[tuple[int, int]],
               pending: int = 0, load: _Load | None = None) -> _State:
