@@ -18,10 +18,14 @@ gradient is wanted: ``nn.LSTM``'s fused backward computes all of them). ``v2``:
   ``autograd.Function``, preallocated buffers, a hand-written backward through time) for any
   number of layers;
 * gradients nobody asked for are not computed (D's weights in the generator's step);
+* sampling on a CPU runs a chunk's rows in blocks of ~256 per thread, so that a step's gates
+  stay in cache (the same draws: a row's arithmetic does not depend on its block);
 * optionally (``matmul="bfloat16"``) runs the products in bfloat16 with float32 accumulation,
   everything else (states, gates, softmax, Adam) in float32: CPUs with AMX or AVX512-BF16 and
   recent GPUs multiply bfloat16 several times faster. Gate pre-activations are then rounded
-  to bfloat16, as under ``torch.autocast`` (gradients differ from float32 by ~0.3%).
+  to bfloat16, as under ``torch.autocast`` (gradients differ from float32 by ~0.3%); the
+  teacher-forced head and D's input projection run in bfloat16 too, and the cells compute
+  tanh as ``2 sigmoid(2c) - 1`` (see ``_MM``).
 
 For teacher forcing alone in float32, oneDNN's fused LSTM (``v1``'s ``nn.LSTM``) is as fast as
 ``v2`` on CPU; ``v2`` wins where ``v1`` wastes work (the GAN) and is what runs several layers.
@@ -696,11 +700,13 @@ class StackedLSTM(_Weights):
         noise = gumbel_noise((steps, vocab, n), generator=generator, device=device, dtype=w_o.dtype)
         noise = noise.transpose(1, 2)
         ids = torch.empty((steps, n), dtype=torch.long, device=device)
-        # Rows run in blocks whose gates stay in a core's cache (the cell's element-wise passes
-        # over a chunk's 2,048 x 1,024 gates run from memory); a row's arithmetic does not
-        # depend on its block, so the draws are those of one block. A mask follows all rows of
-        # the chunk at once: one block.
-        block = n if mask is not None else min(n, _sample_block_rows(self.hidden_size, self.layers))
+        # On a CPU, rows run in blocks whose gates stay in a core's cache (the cell's
+        # element-wise passes over a chunk's 2,048 x 1,024 gates run from memory); a row's
+        # arithmetic does not depend on its block, so the draws are those of one block. A mask
+        # follows all rows of the chunk at once, and a GPU wants them all: one block.
+        block = n
+        if mask is None and device.type == "cpu":
+            block = min(n, _sample_block_rows(self.hidden_size, self.layers))
         for r0 in range(0, n, block):
             r1 = min(n, r0 + block)
             plan.run(state[0][:, r0:r1], state[1][:, r0:r1], noise[:, r0:r1], ids[:, r0:r1], mask)
