@@ -683,19 +683,7 @@ class StackedLSTM(_Weights):
         w_o, b_o = self.head.weight, self.head.bias
         if feedback == "ancestral":  # argmax(logits / tau + g): scale the head once
             w_o, b_o = w_o * inv_tau, b_o * inv_tau
-        plan = _SamplePlan(
-            mm=mm,
-            hs=self.hidden_size,
-            weights=weights,
-            w_hh_t=[mm.cast(w[1].t()) for w in weights],
-            w_ih_t=[mm.cast(w[0].t()) for w in weights],
-            # One-hot feedback: the first layer's input projection is a row of this table.
-            table=torch.cat([weights[0][0].t() + weights[0][2], weights[0][2].unsqueeze(0)]),
-            w_o_t=mm.cast(w_o.t()),
-            b_o=b_o,
-            inv_tau=inv_tau,
-            feedback=feedback,
-        )
+        plan = _SamplePlan(mm, self.hidden_size, weights, w_o, b_o, inv_tau, feedback)
         # Noise [T, V, n] in one call, as v1 draws it (so both kernels see the same numbers).
         noise = gumbel_noise((steps, vocab, n), generator=generator, device=device, dtype=w_o.dtype)
         noise = noise.transpose(1, 2)
@@ -726,10 +714,16 @@ class _SamplePlan:
     """``StackedLSTM.sample``'s loop over the steps of one block of rows, weights prepared once
     per call."""
 
-    def __init__(self, *, mm: _MM, hs: int, weights: list, w_hh_t: list, w_ih_t: list, table: torch.Tensor,
-                 w_o_t: torch.Tensor, b_o: torch.Tensor, inv_tau: float, feedback: str) -> None:
-        self.mm, self.hs, self.weights, self.w_hh_t, self.w_ih_t = mm, hs, weights, w_hh_t, w_ih_t
-        self.table, self.w_o_t, self.b_o, self.inv_tau, self.feedback = table, w_o_t, b_o, inv_tau, feedback
+    def __init__(self, mm: _MM, hs: int, weights: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                 w_o: torch.Tensor, b_o: torch.Tensor, inv_tau: float, feedback: str) -> None:
+        """``weights``: each layer's ``layer_weights``; ``w_o, b_o``: the head (scaled by
+        ``1/tau`` for ancestral feedback)."""
+        self.mm, self.hs, self.weights, self.b_o, self.inv_tau, self.feedback = mm, hs, weights, b_o, inv_tau, feedback
+        self.w_hh_t = [mm.cast(w[1].t()) for w in weights]
+        self.w_ih_t = [mm.cast(w[0].t()) for w in weights]
+        # One-hot feedback: the first layer's input projection is a row of this table.
+        self.table = torch.cat([weights[0][0].t() + weights[0][2], weights[0][2].unsqueeze(0)])
+        self.w_o_t = mm.cast(w_o.t())
 
     def run(self, h0: torch.Tensor, c0: torch.Tensor, noise: torch.Tensor, ids: torch.Tensor, mask: StepMask | None) -> None:
         """Write the ids ``[T, rows]`` of the rows whose states are ``h0, c0 [L, rows, H]``, from
