@@ -256,8 +256,9 @@ class _Sequence(torch.autograd.Function):
 
     Inputs: ``p0 [T, B, 4H]``, the first layer's input projections with its bias (scaled g
     rows; float32, or the products' dtype); ``h0, c0 [L, B, H]``; ``mm``; then the parameters,
-    laid out as ``_seq_index`` says: ``w_hh [4H, H]`` of the first layer, then ``w_ih [4H, H], w_hh, b [4H]`` of each further
-    layer (all scaled). Output: the top layer's states ``[T, B, H]``.
+    laid out as ``_seq_index`` says: ``w_hh [4H, H]`` of the first layer, then ``w_ih [4H, H],
+    w_hh, b [4H]`` of each further layer (all scaled). Output: the top layer's states
+    ``[T, B, H]``.
     """
 
     @staticmethod
